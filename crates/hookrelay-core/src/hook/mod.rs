@@ -1,0 +1,218 @@
+//! An event hook: which events (`event_types`) go where (`Target`), and with what credentials.
+
+pub mod aws;
+pub mod input;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use aws::{NameError, QueueUrl, Region, RoleArn, TopicArn};
+
+use crate::{EventFilter, Secret, Timestamp};
+
+/// A hook's id: a UUID when the server makes it, or the caller's own (1–64 of `[A-Za-z0-9_-]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HookId(String);
+
+impl HookId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HookId {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(NameError(format!(
+                "{s:?} is not a hook id (1 to 64 letters, digits, '-' or '_')"
+            )))
+        }
+    }
+}
+
+impl From<HookId> for String {
+    fn from(v: HookId) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for HookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The `hook_type` values hookrelay delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookType {
+    Webhook,
+    Sqs,
+    Sns,
+}
+
+impl HookType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Sqs => "sqs",
+            Self::Sns => "sns",
+        }
+    }
+}
+
+/// An `http` or `https` URL with a host; checked again by the HTTP client when it is used.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for WebhookUrl {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
+        let ok = s.len() <= 2048
+            && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains('@'))
+            && !s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(NameError(format!(
+                "{s:?} is not an http(s) URL with a host"
+            )))
+        }
+    }
+}
+
+impl From<WebhookUrl> for String {
+    fn from(v: WebhookUrl) -> String {
+        v.0
+    }
+}
+
+/// How hookrelay authenticates to AWS for one hook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "auth_type", rename_all = "snake_case")]
+pub enum AwsAuth {
+    /// The hook's own access key and secret. The secret is stored encrypted, apart from the rest
+    /// of the hook (hence `skip`): see `hookrelay-store`.
+    Keys {
+        key: String,
+        #[serde(skip)]
+        secret: Secret,
+    },
+    /// The server's own AWS identity (the default credential chain). Stream calls this "resource":
+    /// the customer grants the server's principal access in the queue's or topic's policy.
+    Resource,
+    /// The server's identity assumes this role through STS.
+    Role { role_arn: RoleArn },
+}
+
+impl AwsAuth {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Keys { .. } => "keys",
+            Self::Resource => "resource",
+            Self::Role { .. } => "role",
+        }
+    }
+}
+
+/// Where a hook delivers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "hook_type", rename_all = "snake_case")]
+pub enum Target {
+    Webhook {
+        url: WebhookUrl,
+    },
+    Sqs {
+        queue_url: QueueUrl,
+        region: Region,
+        auth: AwsAuth,
+    },
+    Sns {
+        topic_arn: TopicArn,
+        region: Region,
+        auth: AwsAuth,
+    },
+}
+
+impl Target {
+    pub fn hook_type(&self) -> HookType {
+        match self {
+            Self::Webhook { .. } => HookType::Webhook,
+            Self::Sqs { .. } => HookType::Sqs,
+            Self::Sns { .. } => HookType::Sns,
+        }
+    }
+
+    pub fn aws_auth(&self) -> Option<&AwsAuth> {
+        match self {
+            Self::Sqs { auth, .. } | Self::Sns { auth, .. } => Some(auth),
+            Self::Webhook { .. } => None,
+        }
+    }
+
+    pub fn aws_auth_mut(&mut self) -> Option<&mut AwsAuth> {
+        match self {
+            Self::Sqs { auth, .. } | Self::Sns { auth, .. } => Some(auth),
+            Self::Webhook { .. } => None,
+        }
+    }
+}
+
+/// One event hook of an app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHook {
+    pub id: HookId,
+    pub enabled: bool,
+    /// Empty = every event, now and in future.
+    pub event_types: Vec<String>,
+    /// Stream's `product` scope; kept and shown, every event is delivered whatever it says.
+    pub product: String,
+    pub target: Target,
+    /// Stream fields hookrelay keeps and shows but does not act on yet.
+    pub should_send_custom_events: Option<bool>,
+    pub sns_event_based_message_group_id_enabled: Option<bool>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl EventHook {
+    pub fn filter(&self) -> EventFilter {
+        EventFilter::new(&self.event_types)
+    }
+
+    /// The hook's AWS secret, if it has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        match self.target.aws_auth() {
+            Some(AwsAuth::Keys { secret, .. }) => Some(secret),
+            _ => None,
+        }
+    }
+
+    /// Puts back the secret the store keeps apart (see [`AwsAuth::Keys`]).
+    pub fn set_secret(&mut self, value: Secret) {
+        if let Some(AwsAuth::Keys { secret, .. }) = self.target.aws_auth_mut() {
+            *secret = value;
+        }
+    }
+}

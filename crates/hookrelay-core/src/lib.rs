@@ -1,0 +1,26 @@
+//! Domain types of hookrelay: no I/O, no async.
+//!
+//! # Layout
+//! * `hook`: an event hook ([`EventHook`]) and its destination ([`Target`]): SQS queue, SNS
+//!   topic or webhook, with AWS names (`QueueUrl`, `TopicArn`, `Region`, `RoleArn`) that are
+//!   validated once, when parsed. `hook::input` turns the Stream wire shape into a hook.
+//! * `event`: what an ingested event must look like (type, id, size) and how the stored bytes are
+//!   produced without re-serialising the caller's JSON.
+//! * `filter`: the `event_types` match (empty = every event, `message.*` wildcards).
+//! * `secret`: [`Secret`], a string that never shows itself in `Debug` or JSON.
+//! * `sign`: the HMAC-SHA256 signature consumers verify.
+//! * `time`: [`Timestamp`], nanoseconds since the epoch, rendered as RFC 3339 or integers.
+//! * `limits`: the size and count limits shared by the API and the dispatcher.
+
+pub mod event;
+pub mod filter;
+pub mod hook;
+pub mod limits;
+pub mod secret;
+pub mod sign;
+pub mod time;
+
+pub use filter::EventFilter;
+pub use hook::{AwsAuth, EventHook, HookId, HookType, Target};
+pub use secret::Secret;
+pub use time::Timestamp;
