@@ -1,1 +1,94 @@
-//! stub
+//! Durable state of hookrelay: apps, hooks, the event log, and each hook's delivery progress.
+//!
+//! # Layout
+//! * [`Store`]: the contract every backend keeps. Handlers and the dispatcher only see this trait.
+//! * `types`: the records that cross it ([`App`], [`StoredEvent`], [`Progress`], …).
+//! * `crypto`: [`SecretBox`], which encrypts hook and app secrets before they reach the disk.
+//! * `sqlite`: the embedded default: one file, WAL mode, one writer thread that group-commits.
+//!
+//! # Durability contract
+//! `append` returns only once the events are committed and fsync'd; `record_progress` moves a
+//! hook's cursor, retry set and dead letters in one transaction, so a crash at any point leaves
+//! either the old state (the batch is sent again: at-least-once) or the new one, never a gap.
+
+pub mod crypto;
+pub mod sqlite;
+mod types;
+
+use async_trait::async_trait;
+use hookrelay_core::event::PreparedEvent;
+use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
+
+pub use crypto::SecretBox;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// Errors of the store. `Backend` wraps the database's own error; the API turns it into a 500
+/// and logs it, it is never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Backend(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot decrypt a stored secret: is the server key (secret.key / HOOKRELAY_SECRET_KEY) the one it was written with?")]
+    Decrypt,
+    #[error("hook id {0} is already used by another app")]
+    HookIdTaken(HookId),
+    #[error("api key {0} is already used by another app")]
+    ApiKeyTaken(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("store I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store contract. Implementations must be safe to share between the API and every worker.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- apps ---
+    async fn create_app(&self, name: &str, api_key: &str, api_secret: &Secret) -> Result<App>;
+    async fn list_apps(&self) -> Result<Vec<App>>;
+    async fn app_by_key(&self, api_key: &str) -> Result<Option<App>>;
+    async fn app_by_id(&self, id: AppId) -> Result<Option<App>>;
+    /// Replaces the app's stored settings (the `PATCH /app` fields other than `event_hooks`).
+    async fn update_app_settings(&self, id: AppId, settings: AppSettings) -> Result<()>;
+
+    // --- hooks ---
+    /// The app's hooks, in the order they were given.
+    async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>>;
+    /// Every hook of every app: what the dispatcher runs.
+    async fn all_hooks(&self) -> Result<Vec<(AppId, EventHook)>>;
+    /// Makes `hooks` the app's whole list, atomically. Hooks not in it are deleted with their
+    /// pending work; new hooks, and hooks switched from disabled to enabled, start at the head of
+    /// the log (no backfill); other hooks keep their cursor.
+    async fn replace_hooks(&self, app: AppId, hooks: Vec<EventHook>) -> Result<()>;
+
+    // --- event log ---
+    /// Appends events and returns, in order, each one's id and sequence number (`None` when the
+    /// id was already in the log: ingest is idempotent by id). Returns once durable.
+    async fn append(&self, app: AppId, events: Vec<PreparedEvent>) -> Result<Vec<Appended>>;
+    /// Up to `limit` events of the app with a sequence number above `after`, in order.
+    async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>>;
+    /// A channel that changes whenever events are appended: workers wait on it when idle.
+    fn subscribe_appends(&self) -> tokio::sync::watch::Receiver<Seq>;
+
+    // --- delivery progress ---
+    /// The hook's cursor: every event at or below it has been delivered, retried or dead-lettered.
+    async fn cursor(&self, hook: &HookId) -> Result<Option<Seq>>;
+    /// Retry entries of the hook due at `now`, oldest first, with their events.
+    async fn due_retries(&self, hook: &HookId, now: Timestamp, limit: usize) -> Result<Vec<DueRetry>>;
+    /// When the hook's next retry entry is due, if it has any.
+    async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>>;
+    /// Applies one round of delivery results in one transaction (see [`Progress`]).
+    async fn record_progress(&self, progress: Progress) -> Result<()>;
+    /// Dead letters of a hook, newest first, `limit` after the `before` id when paging.
+    async fn dead_letters(&self, hook: &HookId, before: Option<i64>, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    // --- housekeeping ---
+    /// Deletes events older than `older_than` that every enabled hook's cursor has passed and no
+    /// retry entry needs. Returns how many were deleted.
+    async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64>;
+}

@@ -1,0 +1,111 @@
+//! The `apps` table.
+
+use std::collections::BTreeMap;
+
+use hookrelay_core::{Secret, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{App, AppId, AppSettings, Result, SecretBox, StoreError};
+
+pub enum Filter<'a> {
+    All,
+    Id(AppId),
+    Key(&'a str),
+}
+
+pub fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    api_key: &str,
+    sealed_secret: &[u8],
+    now: Timestamp,
+) -> Result<AppId> {
+    let taken: Option<i64> = tx
+        .query_row("SELECT id FROM apps WHERE api_key = ?1", [api_key], |r| r.get(0))
+        .optional()?;
+    if taken.is_some() {
+        return Err(StoreError::ApiKeyTaken(api_key.to_owned()));
+    }
+    tx.execute(
+        "INSERT INTO apps (name, api_key, api_secret, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![name, api_key, sealed_secret, now.millis()],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn select(conn: &Connection, secrets: &SecretBox, filter: Filter<'_>) -> Result<Vec<App>> {
+    const COLUMNS: &str = "SELECT id, name, api_key, api_secret, settings, settings_secrets, created_ms, updated_ms FROM apps";
+    let mut stmt;
+    let mut rows = match filter {
+        Filter::All => {
+            stmt = conn.prepare_cached(&format!("{COLUMNS} ORDER BY id"))?;
+            stmt.query([])?
+        }
+        Filter::Id(id) => {
+            stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE id = ?1"))?;
+            stmt.query([id])?
+        }
+        Filter::Key(key) => {
+            stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE api_key = ?1"))?;
+            stmt.query([key])?
+        }
+    };
+    let mut apps = Vec::new();
+    while let Some(r) = rows.next()? {
+        let sealed: Vec<u8> = r.get(3)?;
+        let settings_json: String = r.get(4)?;
+        let sealed_settings: Option<Vec<u8>> = r.get(5)?;
+        let fields = serde_json::from_str(&settings_json)
+            .map_err(|e| StoreError::Corrupt(format!("app settings: {e}")))?;
+        let secrets_map = match sealed_settings {
+            Some(blob) => {
+                let json = secrets.open(&blob)?;
+                let map: BTreeMap<String, String> = serde_json::from_str(json.expose())
+                    .map_err(|e| StoreError::Corrupt(format!("app secret settings: {e}")))?;
+                map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()
+            }
+            None => BTreeMap::new(),
+        };
+        apps.push(App {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            api_key: r.get(2)?,
+            api_secret: secrets.open(&sealed)?,
+            settings: AppSettings {
+                fields,
+                secrets: secrets_map,
+            },
+            created_at: Timestamp::from_millis(r.get(6)?),
+            updated_at: Timestamp::from_millis(r.get(7)?),
+        });
+    }
+    Ok(apps)
+}
+
+pub fn update_settings(
+    tx: &rusqlite::Transaction<'_>,
+    secrets: &SecretBox,
+    id: AppId,
+    settings: &AppSettings,
+    now: Timestamp,
+) -> Result<()> {
+    let fields = serde_json::to_string(&settings.fields)
+        .map_err(|e| StoreError::Corrupt(format!("app settings: {e}")))?;
+    let sealed = if settings.secrets.is_empty() {
+        None
+    } else {
+        let clear: BTreeMap<&str, &str> = settings
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        let json = serde_json::to_string(&clear)
+            .map_err(|e| StoreError::Corrupt(format!("app secret settings: {e}")))?;
+        Some(secrets.seal(&Secret::new(json)))
+    };
+    tx.execute(
+        "UPDATE apps SET settings = ?2, settings_secrets = ?3, updated_ms = ?4 WHERE id = ?1",
+        params![id, fields, sealed, now.millis()],
+    )?;
+    Ok(())
+}

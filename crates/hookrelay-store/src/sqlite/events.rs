@@ -1,0 +1,84 @@
+//! The `events` table: the append-only log.
+
+use std::sync::Arc;
+
+use hookrelay_core::Timestamp;
+use hookrelay_core::event::PreparedEvent;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{AppId, Appended, Result, Seq, StoredEvent};
+
+/// The highest sequence number ever given out (0 for an empty log), including deleted events.
+pub fn high_water_mark(conn: &Connection) -> Result<Seq> {
+    let seq: Option<Seq> = conn
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'events'", [], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0))
+}
+
+pub fn append(
+    conn: &Connection,
+    app: AppId,
+    events: &[PreparedEvent],
+    now: Timestamp,
+) -> Result<Vec<Appended>> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (app_id, event_id, type, cid, created_ms, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (app_id, event_id) DO NOTHING
+         RETURNING seq",
+    )?;
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let seq: Option<Seq> = stmt
+            .query_row(
+                params![app, e.id, e.event_type, e.cid, now.millis(), e.payload],
+                |r| r.get(0),
+            )
+            .optional()?;
+        out.push(Appended {
+            id: e.id.clone(),
+            seq,
+        });
+    }
+    Ok(out)
+}
+
+pub fn read_after(conn: &Connection, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id, type, cid, created_ms, payload FROM events
+         WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![app, after, limit as i64], row_to_event)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Maps the columns `seq, event_id, type, cid, created_ms, payload` (in that order).
+pub fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let payload: Vec<u8> = r.get(5)?;
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        event_type: r.get(2)?,
+        cid: r.get(3)?,
+        created_at: Timestamp::from_millis(r.get(4)?),
+        payload: Arc::from(payload),
+    })
+}
+
+/// Deletes up to `limit` events older than `older_than` that every enabled hook of their app has
+/// passed and that no retry entry still needs.
+pub fn delete_collectable(conn: &Connection, older_than: Timestamp, limit: usize) -> Result<usize> {
+    let n = conn.execute(
+        "DELETE FROM events WHERE seq IN (
+             SELECT e.seq FROM events e
+             WHERE e.created_ms < ?1
+               AND e.seq <= COALESCE(
+                     (SELECT MIN(h.cursor) FROM hooks h WHERE h.app_id = e.app_id AND h.enabled = 1),
+                     e.seq)
+               AND NOT EXISTS (SELECT 1 FROM retries r WHERE r.seq = e.seq)
+             ORDER BY e.seq LIMIT ?2)",
+        params![older_than.millis(), limit as i64],
+    )?;
+    Ok(n)
+}

@@ -1,0 +1,83 @@
+//! The SQLite schema, as ordered migrations. `PRAGMA user_version` records how many have run;
+//! a migration is never edited once released, only followed by a new one.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: apps, hooks (each with its cursor), the event log, retries and dead letters.
+    r#"
+    CREATE TABLE apps (
+        id               INTEGER PRIMARY KEY,
+        name             TEXT    NOT NULL,
+        api_key          TEXT    NOT NULL UNIQUE,
+        api_secret       BLOB    NOT NULL,          -- encrypted (crypto.rs)
+        settings         TEXT    NOT NULL DEFAULT '{}',
+        settings_secrets BLOB,                      -- encrypted JSON object of legacy secrets
+        created_ms       INTEGER NOT NULL,
+        updated_ms       INTEGER NOT NULL
+    );
+    CREATE TABLE hooks (
+        id        TEXT    PRIMARY KEY,
+        app_id    INTEGER NOT NULL REFERENCES apps(id),
+        position  INTEGER NOT NULL,
+        enabled   INTEGER NOT NULL,
+        spec      TEXT    NOT NULL,                 -- EventHook as JSON, without its secret
+        secret    BLOB,                             -- encrypted AWS secret of `keys` auth
+        cursor    INTEGER NOT NULL                  -- every event of the app at or below is done
+    );
+    CREATE INDEX hooks_by_app ON hooks(app_id, position);
+    -- AUTOINCREMENT: a sequence number is never reused, even after the newest events are
+    -- deleted, so a cursor can never skip a new event that reuses an old number.
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        app_id     INTEGER NOT NULL,
+        event_id   TEXT    NOT NULL,
+        type       TEXT    NOT NULL,
+        cid        TEXT,
+        created_ms INTEGER NOT NULL,
+        payload    BLOB    NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_id ON events(app_id, event_id);
+    CREATE INDEX events_by_app ON events(app_id, seq);
+    CREATE TABLE retries (
+        hook_id         TEXT    NOT NULL,
+        seq             INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL,
+        first_failed_ms INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT    NOT NULL,
+        PRIMARY KEY (hook_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX retries_due ON retries(hook_id, next_attempt_ms);
+    CREATE INDEX retries_by_seq ON retries(seq);
+    CREATE TABLE dead_letters (
+        id               INTEGER PRIMARY KEY,
+        hook_id          TEXT    NOT NULL,
+        seq              INTEGER NOT NULL,
+        event_id         TEXT    NOT NULL,
+        type             TEXT    NOT NULL,
+        cid              TEXT,
+        event_created_ms INTEGER NOT NULL,
+        payload          BLOB    NOT NULL,          -- kept: the event may be gone from the log
+        reason           TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL,
+        last_error       TEXT    NOT NULL,
+        created_ms       INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_by_hook ON dead_letters(hook_id, id);
+    "#,
+];
+
+/// Runs the migrations this database has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Records that cross the [`crate::Store`] boundary.
+
+use std::collections::BTreeMap;
+
+use hookrelay_core::{HookId, Secret, Timestamp};
+use serde_json::{Map, Value};
+
+/// An app's numeric id (Stream's `app.id`).
+pub type AppId = i64;
+
+/// A position in the event log; strictly increasing, never reused.
+pub type Seq = i64;
+
+/// An app: its credentials and its settings.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: AppId,
+    pub name: String,
+    pub api_key: String,
+    pub api_secret: Secret,
+    pub settings: AppSettings,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The app settings a client set through `PATCH /app`, other than `event_hooks`. Plain fields are
+/// kept as JSON; the legacy secret fields (`sqs_secret`, `sns_secret`) are kept apart, encrypted.
+#[derive(Debug, Clone, Default)]
+pub struct AppSettings {
+    pub fields: Map<String, Value>,
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// The result of appending one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub id: String,
+    /// `None` when an event with this id was already in the log.
+    pub seq: Option<Seq>,
+}
+
+/// One event as the log holds it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: Seq,
+    pub id: String,
+    pub event_type: String,
+    pub cid: Option<String>,
+    pub created_at: Timestamp,
+    /// The exact JSON bytes delivered to destinations.
+    pub payload: Payload,
+}
+
+/// Shared, immutable payload bytes: cloned into destination batches without copying.
+pub type Payload = std::sync::Arc<[u8]>;
+
+/// A retry entry that is due, with its event.
+#[derive(Debug, Clone)]
+pub struct DueRetry {
+    pub event: StoredEvent,
+    pub attempts: u32,
+    pub first_failed_at: Timestamp,
+}
+
+/// A failed delivery that will be tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryRecord {
+    pub seq: Seq,
+    pub attempts: u32,
+    pub first_failed_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub last_error: String,
+}
+
+/// Why an event became a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The message exceeds the destination's size limit (256 KB for SQS and SNS).
+    TooLarge,
+    /// The destination refused the message itself; no retry can cure it.
+    Rejected,
+    /// Retries did not succeed within the retry window.
+    RetriesExhausted,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Rejected => "rejected",
+            Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "too_large" => Self::TooLarge,
+            "rejected" => Self::Rejected,
+            "retries_exhausted" => Self::RetriesExhausted,
+            _ => return None,
+        })
+    }
+}
+
+/// A new dead letter.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    pub event: StoredEvent,
+    pub reason: DeadLetterReason,
+    pub attempts: u32,
+    pub last_error: String,
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub seq: Seq,
+    pub event_id: String,
+    pub event_type: String,
+    pub reason: DeadLetterReason,
+    pub attempts: u32,
+    pub last_error: String,
+    pub created_at: Timestamp,
+}
+
+/// One round of a hook's delivery results, applied atomically by [`crate::Store::record_progress`].
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub hook: HookId,
+    /// Move the cursor forward to this sequence number (never backwards).
+    pub cursor: Option<Seq>,
+    /// Insert or update these retry entries.
+    pub retries: Vec<RetryRecord>,
+    /// Remove these retry entries (delivered, or moved to dead letters).
+    pub retries_done: Vec<Seq>,
+    pub dead_letters: Vec<DeadLetterRecord>,
+}
+
+impl Progress {
+    pub fn new(hook: HookId) -> Self {
+        Self {
+            hook,
+            cursor: None,
+            retries: Vec::new(),
+            retries_done: Vec::new(),
+            dead_letters: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cursor.is_none()
+            && self.retries.is_empty()
+            && self.retries_done.is_empty()
+            && self.dead_letters.is_empty()
+    }
+}

@@ -1,0 +1,260 @@
+//! The store contract: what every backend must do. Each test runs against a fresh SQLite file;
+//! the PostgreSQL backend will run the same functions.
+
+use std::sync::Arc;
+
+use hookrelay_core::event::PreparedEvent;
+use hookrelay_core::hook::input::{HookRequest, parse_hook_request};
+use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
+use hookrelay_store::{
+    AppSettings, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, SecretBox, SqliteStore,
+    Store, StoreError,
+};
+use serde_json::json;
+
+const KEY: [u8; 32] = [42; 32];
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("hookrelay.db"), SecretBox::new(&KEY)).unwrap()
+}
+
+fn hook(id: &str, enabled: bool, types: &[&str]) -> EventHook {
+    let v = json!({
+        "id": id, "enabled": enabled, "hook_type": "sqs", "event_types": types,
+        "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+        "sqs_region": "us-east-1", "sqs_auth_type": "keys", "sqs_key": "AKIA", "sqs_secret": "shh",
+    });
+    match parse_hook_request(&v, false, |_| None, Timestamp::now()).unwrap() {
+        HookRequest::Upsert(h) => h,
+        HookRequest::Delete(_) => unreachable!(),
+    }
+}
+
+fn event(id: &str, ty: &str) -> PreparedEvent {
+    PreparedEvent {
+        id: id.into(),
+        event_type: ty.into(),
+        cid: None,
+        payload: format!(r#"{{"id":"{id}","type":"{ty}"}}"#).into_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn apps_keep_their_secrets_encrypted_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let app = store.create_app("chat", "key1", &Secret::new("topsecret")).await.unwrap();
+    assert!(matches!(
+        store.create_app("other", "key1", &Secret::new("x")).await,
+        Err(StoreError::ApiKeyTaken(_))
+    ));
+    let mut settings = AppSettings::default();
+    settings.fields.insert("webhook_url".into(), json!("https://example.com/hook"));
+    settings.secrets.insert("sqs_secret".into(), Secret::new("legacy-secret"));
+    store.update_app_settings(app.id, settings).await.unwrap();
+    drop(store);
+
+    let raw = std::fs::read(dir.path().join("hookrelay.db")).unwrap();
+    for clear in ["topsecret", "legacy-secret"] {
+        assert!(!raw.windows(clear.len()).any(|w| w == clear.as_bytes()), "{clear} is in the file");
+    }
+    let store = open(&dir);
+    let app = store.app_by_key("key1").await.unwrap().unwrap();
+    assert_eq!(app.api_secret.expose(), "topsecret");
+    assert_eq!(app.settings.fields["webhook_url"], "https://example.com/hook");
+    assert_eq!(app.settings.secrets["sqs_secret"].expose(), "legacy-secret");
+    assert!(store.app_by_key("nope").await.unwrap().is_none());
+    assert_eq!(store.list_apps().await.unwrap().len(), 1);
+    // The wrong server key cannot read them.
+    let wrong = SqliteStore::open(dir.path().join("hookrelay.db"), SecretBox::new(&[1; 32])).unwrap();
+    assert!(matches!(wrong.app_by_key("key1").await, Err(StoreError::Decrypt)));
+}
+
+#[tokio::test]
+async fn replace_hooks_orders_deletes_and_places_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    store.append(app, vec![event("e1", "message.new")]).await.unwrap();
+    let (a, b) = (hook("hook-a", true, &[]), hook("hook-b", false, &["message.*"]));
+    store.replace_hooks(app, vec![b.clone(), a.clone()]).await.unwrap();
+    let got = store.hooks(app).await.unwrap();
+    assert_eq!(got, vec![b.clone(), a.clone()], "order, fields and secrets are kept");
+    assert_eq!(got[0].secret().unwrap().expose(), "shh");
+    // New hooks start at the head: e1 is not theirs.
+    assert_eq!(store.cursor(&a.id).await.unwrap(), Some(1));
+
+    store.append(app, vec![event("e2", "message.new")]).await.unwrap();
+    // Re-enabling hook-b starts it from the head; an unchanged hook keeps its cursor.
+    let b_on = EventHook { enabled: true, ..b.clone() };
+    store.replace_hooks(app, vec![a.clone(), b_on]).await.unwrap();
+    assert_eq!(store.cursor(&a.id).await.unwrap(), Some(1));
+    assert_eq!(store.cursor(&b.id).await.unwrap(), Some(2));
+
+    // Deleting a hook deletes its pending work.
+    let mut p = Progress::new(a.id.clone());
+    p.retries.push(RetryRecord {
+        seq: 2,
+        attempts: 1,
+        first_failed_at: Timestamp::now(),
+        next_attempt_at: Timestamp::now(),
+        last_error: "boom".into(),
+    });
+    store.record_progress(p).await.unwrap();
+    store.replace_hooks(app, vec![]).await.unwrap();
+    assert!(store.hooks(app).await.unwrap().is_empty());
+    assert_eq!(store.cursor(&a.id).await.unwrap(), None);
+    // Nothing comes back for it when a late worker reports.
+    let mut late = Progress::new(a.id.clone());
+    late.cursor = Some(2);
+    late.retries.push(RetryRecord {
+        seq: 2,
+        attempts: 2,
+        first_failed_at: Timestamp::now(),
+        next_attempt_at: Timestamp::now(),
+        last_error: "late".into(),
+    });
+    store.record_progress(late).await.unwrap();
+    assert!(store.due_retries(&a.id, Timestamp::now(), 10).await.unwrap().is_empty());
+
+    // A hook id belongs to one app.
+    let other = store.create_app("b", "k2", &Secret::new("s")).await.unwrap().id;
+    store.replace_hooks(app, vec![a.clone()]).await.unwrap();
+    assert!(matches!(
+        store.replace_hooks(other, vec![a.clone()]).await,
+        Err(StoreError::HookIdTaken(_))
+    ));
+}
+
+#[tokio::test]
+async fn append_is_idempotent_ordered_and_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    let mut appends = store.subscribe_appends();
+    let first = store
+        .append(app, vec![event("x", "a"), event("y", "b"), event("x", "a")])
+        .await
+        .unwrap();
+    assert_eq!(first[0].seq, Some(1));
+    assert_eq!(first[1].seq, Some(2));
+    assert_eq!(first[2].seq, None, "same id in the same request is stored once");
+    assert!(appends.has_changed().unwrap());
+    assert_eq!(*appends.borrow_and_update(), 2);
+    let again = store.append(app, vec![event("y", "b")]).await.unwrap();
+    assert_eq!(again[0].seq, None, "same id later is not stored twice");
+
+    // Many concurrent writers: every event gets its own sequence number.
+    let tasks: Vec<_> = (0..50)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch = (0..20).map(|i| event(&format!("t{t}-{i}"), "c")).collect();
+                store.append(app, batch).await.unwrap()
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap().into_iter().map(|a| a.seq.unwrap()));
+    }
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 1000);
+
+    // Sequence numbers only increase; a skipped duplicate may leave a gap.
+    let page = store.read_events(app, 1, 3).await.unwrap();
+    assert_eq!(page.len(), 3);
+    assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!((page[0].seq, &page[0].payload[..]), (2, &br#"{"id":"y","type":"b"}"#[..]));
+    let head = *store.subscribe_appends().borrow();
+    drop(page);
+    let store = Arc::try_unwrap(store).ok().unwrap();
+    drop(store);
+    let reopened = open(&dir);
+    assert_eq!(reopened.read_events(app, 0, 2000).await.unwrap().len(), 1002);
+    assert_eq!(*reopened.subscribe_appends().borrow(), head);
+}
+
+#[tokio::test]
+async fn progress_moves_cursor_retries_and_dead_letters_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    let h = hook("h", true, &[]);
+    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    store
+        .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
+        .await
+        .unwrap();
+    let events = store.read_events(app, 0, 10).await.unwrap();
+    let now = Timestamp::now();
+    let mut p = Progress::new(h.id.clone());
+    p.cursor = Some(3);
+    p.retries.push(RetryRecord {
+        seq: 2,
+        attempts: 1,
+        first_failed_at: now,
+        next_attempt_at: now.saturating_add_millis(60_000),
+        last_error: "throttled".into(),
+    });
+    p.dead_letters.push(DeadLetterRecord {
+        event: events[2].clone(),
+        reason: DeadLetterReason::TooLarge,
+        attempts: 0,
+        last_error: "300000 bytes".into(),
+    });
+    store.record_progress(p).await.unwrap();
+    assert_eq!(store.cursor(&h.id).await.unwrap(), Some(3));
+    assert!(store.due_retries(&h.id, now, 10).await.unwrap().is_empty(), "not due yet");
+    let later = now.saturating_add_millis(61_000);
+    let due = store.due_retries(&h.id, later, 10).await.unwrap();
+    assert_eq!((due.len(), due[0].event.id.as_str(), due[0].attempts), (1, "e2", 1));
+    assert_eq!(store.next_retry_at(&h.id).await.unwrap().map(|t| t.millis()), Some(later.millis() - 1000));
+
+    // The cursor never moves back.
+    let mut back = Progress::new(h.id.clone());
+    back.cursor = Some(1);
+    back.retries_done.push(2);
+    store.record_progress(back).await.unwrap();
+    assert_eq!(store.cursor(&h.id).await.unwrap(), Some(3));
+    assert!(store.due_retries(&h.id, later, 10).await.unwrap().is_empty());
+
+    let dead = store.dead_letters(&h.id, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].event_id.as_str(), dead[0].reason), ("e3", DeadLetterReason::TooLarge));
+    assert!(store.dead_letters(&h.id, Some(dead[0].id), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn garbage_collection_spares_what_a_hook_still_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    let h = hook("h", true, &[]);
+    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    store
+        .append(app, (1..=4).map(|i| event(&format!("e{i}"), "t")).collect())
+        .await
+        .unwrap();
+    let mut p = Progress::new(h.id.clone());
+    p.cursor = Some(3);
+    p.retries.push(RetryRecord {
+        seq: 1,
+        attempts: 1,
+        first_failed_at: Timestamp::now(),
+        next_attempt_at: Timestamp::now(),
+        last_error: "x".into(),
+    });
+    store.record_progress(p).await.unwrap();
+    // Nothing is old enough yet.
+    assert_eq!(store.collect_garbage(Timestamp::from_millis(0)).await.unwrap(), 0);
+    let future = Timestamp::now().saturating_add_millis(1000);
+    assert_eq!(store.collect_garbage(future).await.unwrap(), 2, "e2 and e3");
+    let left: Vec<String> = store.read_events(app, 0, 10).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(left, vec!["e1", "e4"], "e1 waits for a retry, e4 for the cursor");
+    // After GC a new event still gets a new sequence number.
+    let appended = store.append(app, vec![event("e5", "t")]).await.unwrap();
+    assert_eq!(appended[0].seq, Some(5));
+    let _ = HookId::generate();
+}
