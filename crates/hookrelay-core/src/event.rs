@@ -129,7 +129,11 @@ mod tests {
 
     fn prep(s: &str) -> Result<PreparedEvent, String> {
         let raw: Box<RawValue> = serde_json::from_str(s).unwrap();
-        prepare_event(&raw, Timestamp::parse_rfc3339("2026-01-02T03:04:05.000006Z").unwrap(), 1 << 20)
+        prepare_event(
+            &raw,
+            Timestamp::parse_rfc3339("2026-01-02T03:04:05.000006Z").unwrap(),
+            1 << 20,
+        )
     }
 
     #[test]

@@ -30,7 +30,10 @@ impl EventFilter {
     pub fn matches(&self, event_type: &str) -> bool {
         self.all
             || self.exact.iter().any(|t| t == event_type)
-            || self.prefixes.iter().any(|p| event_type.starts_with(p.as_str()))
+            || self
+                .prefixes
+                .iter()
+                .any(|p| event_type.starts_with(p.as_str()))
     }
 }
 

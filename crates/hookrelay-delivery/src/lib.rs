@@ -1,1 +1,20 @@
-//! stub
+//! Delivery: from the event log to each hook's destination, at least once.
+//!
+//! # Layout
+//! * `dispatcher`: [`Dispatcher`] runs one worker per enabled hook and restarts workers when hooks
+//!   change; [`DeliveryHandle`] is how the API tells it so, and runs destination checks.
+//! * `worker`: one hook's loop: read after the cursor, filter, pack, send, record progress.
+//! * `destinations/`: SQS and SNS (one module each), behind the [`destinations::Destination`] enum.
+//! * `aws`: client cache per region and credentials, and what an AWS error means.
+//! * `batch`, `retry`: pure functions for packing batches and scheduling retries.
+//! * `check`: `check_sqs` / `check_sns`.
+
+pub mod aws;
+pub mod batch;
+pub mod check;
+pub mod destinations;
+mod dispatcher;
+pub mod retry;
+mod worker;
+
+pub use dispatcher::{DeliveryHandle, DeliverySettings, Dispatcher};

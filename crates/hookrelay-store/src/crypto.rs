@@ -75,7 +75,13 @@ mod tests {
     fn round_trip_and_wrong_key() {
         let sealed = SecretBox::new(&[7; 32]).seal(&Secret::new("s3cr3t"));
         assert!(!sealed.windows(6).any(|w| w == b"s3cr3t"));
-        assert_eq!(SecretBox::new(&[7; 32]).open(&sealed).unwrap().expose(), "s3cr3t");
-        assert!(matches!(SecretBox::new(&[8; 32]).open(&sealed), Err(StoreError::Decrypt)));
+        assert_eq!(
+            SecretBox::new(&[7; 32]).open(&sealed).unwrap().expose(),
+            "s3cr3t"
+        );
+        assert!(matches!(
+            SecretBox::new(&[8; 32]).open(&sealed),
+            Err(StoreError::Decrypt)
+        ));
     }
 }

@@ -31,7 +31,9 @@ pub enum StoreError {
     Backend(#[from] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("cannot decrypt a stored secret: is the server key (secret.key / HOOKRELAY_SECRET_KEY) the one it was written with?")]
+    #[error(
+        "cannot decrypt a stored secret: is the server key (secret.key / HOOKRELAY_SECRET_KEY) the one it was written with?"
+    )]
     Decrypt,
     #[error("hook id {0} is already used by another app")]
     HookIdTaken(HookId),
@@ -79,13 +81,23 @@ pub trait Store: Send + Sync + 'static {
     /// The hook's cursor: every event at or below it has been delivered, retried or dead-lettered.
     async fn cursor(&self, hook: &HookId) -> Result<Option<Seq>>;
     /// Retry entries of the hook due at `now`, oldest first, with their events.
-    async fn due_retries(&self, hook: &HookId, now: Timestamp, limit: usize) -> Result<Vec<DueRetry>>;
+    async fn due_retries(
+        &self,
+        hook: &HookId,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueRetry>>;
     /// When the hook's next retry entry is due, if it has any.
     async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>>;
     /// Applies one round of delivery results in one transaction (see [`Progress`]).
     async fn record_progress(&self, progress: Progress) -> Result<()>;
     /// Dead letters of a hook, newest first, `limit` after the `before` id when paging.
-    async fn dead_letters(&self, hook: &HookId, before: Option<i64>, limit: usize) -> Result<Vec<DeadLetter>>;
+    async fn dead_letters(
+        &self,
+        hook: &HookId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>>;
 
     // --- housekeeping ---
     /// Deletes events older than `older_than` that every enabled hook's cursor has passed and no

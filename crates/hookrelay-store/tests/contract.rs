@@ -43,51 +43,94 @@ fn event(id: &str, ty: &str) -> PreparedEvent {
 async fn apps_keep_their_secrets_encrypted_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let app = store.create_app("chat", "key1", &Secret::new("topsecret")).await.unwrap();
+    let app = store
+        .create_app("chat", "key1", &Secret::new("topsecret"))
+        .await
+        .unwrap();
     assert!(matches!(
         store.create_app("other", "key1", &Secret::new("x")).await,
         Err(StoreError::ApiKeyTaken(_))
     ));
     let mut settings = AppSettings::default();
-    settings.fields.insert("webhook_url".into(), json!("https://example.com/hook"));
-    settings.secrets.insert("sqs_secret".into(), Secret::new("legacy-secret"));
+    settings
+        .fields
+        .insert("webhook_url".into(), json!("https://example.com/hook"));
+    settings
+        .secrets
+        .insert("sqs_secret".into(), Secret::new("legacy-secret"));
     store.update_app_settings(app.id, settings).await.unwrap();
     drop(store);
 
     let raw = std::fs::read(dir.path().join("hookrelay.db")).unwrap();
     for clear in ["topsecret", "legacy-secret"] {
-        assert!(!raw.windows(clear.len()).any(|w| w == clear.as_bytes()), "{clear} is in the file");
+        assert!(
+            !raw.windows(clear.len()).any(|w| w == clear.as_bytes()),
+            "{clear} is in the file"
+        );
     }
     let store = open(&dir);
     let app = store.app_by_key("key1").await.unwrap().unwrap();
     assert_eq!(app.api_secret.expose(), "topsecret");
-    assert_eq!(app.settings.fields["webhook_url"], "https://example.com/hook");
+    assert_eq!(
+        app.settings.fields["webhook_url"],
+        "https://example.com/hook"
+    );
     assert_eq!(app.settings.secrets["sqs_secret"].expose(), "legacy-secret");
     assert!(store.app_by_key("nope").await.unwrap().is_none());
     assert_eq!(store.list_apps().await.unwrap().len(), 1);
     // The wrong server key cannot read them.
-    let wrong = SqliteStore::open(dir.path().join("hookrelay.db"), SecretBox::new(&[1; 32])).unwrap();
-    assert!(matches!(wrong.app_by_key("key1").await, Err(StoreError::Decrypt)));
+    let wrong =
+        SqliteStore::open(dir.path().join("hookrelay.db"), SecretBox::new(&[1; 32])).unwrap();
+    assert!(matches!(
+        wrong.app_by_key("key1").await,
+        Err(StoreError::Decrypt)
+    ));
 }
 
 #[tokio::test]
 async fn replace_hooks_orders_deletes_and_places_cursors() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
-    store.append(app, vec![event("e1", "message.new")]).await.unwrap();
-    let (a, b) = (hook("hook-a", true, &[]), hook("hook-b", false, &["message.*"]));
-    store.replace_hooks(app, vec![b.clone(), a.clone()]).await.unwrap();
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
+    store
+        .append(app, vec![event("e1", "message.new")])
+        .await
+        .unwrap();
+    let (a, b) = (
+        hook("hook-a", true, &[]),
+        hook("hook-b", false, &["message.*"]),
+    );
+    store
+        .replace_hooks(app, vec![b.clone(), a.clone()])
+        .await
+        .unwrap();
     let got = store.hooks(app).await.unwrap();
-    assert_eq!(got, vec![b.clone(), a.clone()], "order, fields and secrets are kept");
+    assert_eq!(
+        got,
+        vec![b.clone(), a.clone()],
+        "order, fields and secrets are kept"
+    );
     assert_eq!(got[0].secret().unwrap().expose(), "shh");
     // New hooks start at the head: e1 is not theirs.
     assert_eq!(store.cursor(&a.id).await.unwrap(), Some(1));
 
-    store.append(app, vec![event("e2", "message.new")]).await.unwrap();
+    store
+        .append(app, vec![event("e2", "message.new")])
+        .await
+        .unwrap();
     // Re-enabling hook-b starts it from the head; an unchanged hook keeps its cursor.
-    let b_on = EventHook { enabled: true, ..b.clone() };
-    store.replace_hooks(app, vec![a.clone(), b_on]).await.unwrap();
+    let b_on = EventHook {
+        enabled: true,
+        ..b.clone()
+    };
+    store
+        .replace_hooks(app, vec![a.clone(), b_on])
+        .await
+        .unwrap();
     assert_eq!(store.cursor(&a.id).await.unwrap(), Some(1));
     assert_eq!(store.cursor(&b.id).await.unwrap(), Some(2));
 
@@ -115,10 +158,20 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
         last_error: "late".into(),
     });
     store.record_progress(late).await.unwrap();
-    assert!(store.due_retries(&a.id, Timestamp::now(), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_retries(&a.id, Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A hook id belongs to one app.
-    let other = store.create_app("b", "k2", &Secret::new("s")).await.unwrap().id;
+    let other = store
+        .create_app("b", "k2", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
     store.replace_hooks(app, vec![a.clone()]).await.unwrap();
     assert!(matches!(
         store.replace_hooks(other, vec![a.clone()]).await,
@@ -130,7 +183,11 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
 async fn append_is_idempotent_ordered_and_group_committed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(&dir));
-    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
     let mut appends = store.subscribe_appends();
     let first = store
         .append(app, vec![event("x", "a"), event("y", "b"), event("x", "a")])
@@ -138,7 +195,10 @@ async fn append_is_idempotent_ordered_and_group_committed() {
         .unwrap();
     assert_eq!(first[0].seq, Some(1));
     assert_eq!(first[1].seq, Some(2));
-    assert_eq!(first[2].seq, None, "same id in the same request is stored once");
+    assert_eq!(
+        first[2].seq, None,
+        "same id in the same request is stored once"
+    );
     assert!(appends.has_changed().unwrap());
     assert_eq!(*appends.borrow_and_update(), 2);
     let again = store.append(app, vec![event("y", "b")]).await.unwrap();
@@ -166,13 +226,19 @@ async fn append_is_idempotent_ordered_and_group_committed() {
     let page = store.read_events(app, 1, 3).await.unwrap();
     assert_eq!(page.len(), 3);
     assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!((page[0].seq, &page[0].payload[..]), (2, &br#"{"id":"y","type":"b"}"#[..]));
+    assert_eq!(
+        (page[0].seq, &page[0].payload[..]),
+        (2, &br#"{"id":"y","type":"b"}"#[..])
+    );
     let head = *store.subscribe_appends().borrow();
     drop(page);
     let store = Arc::try_unwrap(store).ok().unwrap();
     drop(store);
     let reopened = open(&dir);
-    assert_eq!(reopened.read_events(app, 0, 2000).await.unwrap().len(), 1002);
+    assert_eq!(
+        reopened.read_events(app, 0, 2000).await.unwrap().len(),
+        1002
+    );
     assert_eq!(*reopened.subscribe_appends().borrow(), head);
 }
 
@@ -180,7 +246,11 @@ async fn append_is_idempotent_ordered_and_group_committed() {
 async fn progress_moves_cursor_retries_and_dead_letters_together() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
     let h = hook("h", true, &[]);
     store.replace_hooks(app, vec![h.clone()]).await.unwrap();
     store
@@ -206,11 +276,24 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
     });
     store.record_progress(p).await.unwrap();
     assert_eq!(store.cursor(&h.id).await.unwrap(), Some(3));
-    assert!(store.due_retries(&h.id, now, 10).await.unwrap().is_empty(), "not due yet");
+    assert!(
+        store.due_retries(&h.id, now, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
     let later = now.saturating_add_millis(61_000);
     let due = store.due_retries(&h.id, later, 10).await.unwrap();
-    assert_eq!((due.len(), due[0].event.id.as_str(), due[0].attempts), (1, "e2", 1));
-    assert_eq!(store.next_retry_at(&h.id).await.unwrap().map(|t| t.millis()), Some(later.millis() - 1000));
+    assert_eq!(
+        (due.len(), due[0].event.id.as_str(), due[0].attempts),
+        (1, "e2", 1)
+    );
+    assert_eq!(
+        store
+            .next_retry_at(&h.id)
+            .await
+            .unwrap()
+            .map(|t| t.millis()),
+        Some(later.millis() - 1000)
+    );
 
     // The cursor never moves back.
     let mut back = Progress::new(h.id.clone());
@@ -218,19 +301,38 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
     back.retries_done.push(2);
     store.record_progress(back).await.unwrap();
     assert_eq!(store.cursor(&h.id).await.unwrap(), Some(3));
-    assert!(store.due_retries(&h.id, later, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_retries(&h.id, later, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let dead = store.dead_letters(&h.id, None, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].event_id.as_str(), dead[0].reason), ("e3", DeadLetterReason::TooLarge));
-    assert!(store.dead_letters(&h.id, Some(dead[0].id), 10).await.unwrap().is_empty());
+    assert_eq!(
+        (dead[0].event_id.as_str(), dead[0].reason),
+        ("e3", DeadLetterReason::TooLarge)
+    );
+    assert!(
+        store
+            .dead_letters(&h.id, Some(dead[0].id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn garbage_collection_spares_what_a_hook_still_needs() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let app = store.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
     let h = hook("h", true, &[]);
     store.replace_hooks(app, vec![h.clone()]).await.unwrap();
     store
@@ -248,11 +350,27 @@ async fn garbage_collection_spares_what_a_hook_still_needs() {
     });
     store.record_progress(p).await.unwrap();
     // Nothing is old enough yet.
-    assert_eq!(store.collect_garbage(Timestamp::from_millis(0)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .collect_garbage(Timestamp::from_millis(0))
+            .await
+            .unwrap(),
+        0
+    );
     let future = Timestamp::now().saturating_add_millis(1000);
     assert_eq!(store.collect_garbage(future).await.unwrap(), 2, "e2 and e3");
-    let left: Vec<String> = store.read_events(app, 0, 10).await.unwrap().into_iter().map(|e| e.id).collect();
-    assert_eq!(left, vec!["e1", "e4"], "e1 waits for a retry, e4 for the cursor");
+    let left: Vec<String> = store
+        .read_events(app, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["e1", "e4"],
+        "e1 waits for a retry, e4 for the cursor"
+    );
     // After GC a new event still gets a new sequence number.
     let appended = store.append(app, vec![event("e5", "t")]).await.unwrap();
     assert_eq!(appended[0].seq, Some(5));

@@ -1,1 +1,26 @@
-fn main() {}
+//! `hookrelay`: delivers an app's events to its customers' SQS queues, SNS topics and webhooks.
+//!
+//! # Layout
+//! * `cli`: the commands (`serve`, `apps create`, `apps list`) and their help.
+//! * `config`: [`config::Config`], from defaults, a TOML file and `HOOKRELAY_*` variables.
+//! * `run`: `serve`: opens the store, starts the dispatcher, the garbage collector and the API,
+//!   and shuts them down in order.
+//! * `keys`: the server key that encrypts secrets at rest, and the first app's credentials.
+
+mod cli;
+mod config;
+mod keys;
+mod run;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.execute() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookrelay: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -18,7 +18,8 @@ fn is_account_id(s: &str) -> bool {
 
 /// `arn` partitions AWS documents: aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e, aws-iso-f, aws-eusc.
 fn is_partition(s: &str) -> bool {
-    s == "aws" || (s.starts_with("aws-") && s[4..].bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+    s == "aws"
+        || (s.starts_with("aws-") && s[4..].bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
 }
 
 macro_rules! string_newtype {
@@ -79,7 +80,9 @@ fn valid_resource_name(name: &str, max: usize) -> bool {
     let base = name.strip_suffix(".fifo").unwrap_or(name);
     !base.is_empty()
         && name.len() <= max
-        && base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>` (also the `.com.cn`
@@ -223,22 +226,45 @@ mod tests {
 
     #[test]
     fn regions() {
-        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-5", "cn-north-1"] {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-5",
+            "cn-north-1",
+        ] {
             assert!(ok.parse::<Region>().is_ok(), "{ok}");
         }
-        for bad in ["", "us-east", "useast1", "US-EAST-1", "us--1", "us-east-1a", "us east 1"] {
+        for bad in [
+            "",
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "us--1",
+            "us-east-1a",
+            "us east 1",
+        ] {
             assert!(bad.parse::<Region>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn queue_urls() {
-        let q: QueueUrl = "https://sqs.us-east-1.amazonaws.com/123456789012/MyQueue".parse().unwrap();
-        assert_eq!((q.region(), q.account(), q.name()), (Some("us-east-1"), "123456789012", "MyQueue"));
+        let q: QueueUrl = "https://sqs.us-east-1.amazonaws.com/123456789012/MyQueue"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (q.region(), q.account(), q.name()),
+            (Some("us-east-1"), "123456789012", "MyQueue")
+        );
         assert!(!q.is_fifo());
-        let fifo: QueueUrl = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo".parse().unwrap();
+        let fifo: QueueUrl = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo"
+            .parse()
+            .unwrap();
         assert!(fifo.is_fifo());
-        let legacy: QueueUrl = "https://us-west-2.queue.amazonaws.com/123456789012/q".parse().unwrap();
+        let legacy: QueueUrl = "https://us-west-2.queue.amazonaws.com/123456789012/q"
+            .parse()
+            .unwrap();
         assert_eq!(legacy.region(), Some("us-west-2"));
         for bad in [
             "https://foo.com/bar",
@@ -255,9 +281,16 @@ mod tests {
 
     #[test]
     fn topic_and_role_arns() {
-        let t: TopicArn = "arn:aws:sns:us-east-1:123456789012:sns-topic".parse().unwrap();
+        let t: TopicArn = "arn:aws:sns:us-east-1:123456789012:sns-topic"
+            .parse()
+            .unwrap();
         assert_eq!(t.region(), "us-east-1");
-        assert!("arn:aws-cn:sns:cn-north-1:123456789012:t.fifo".parse::<TopicArn>().unwrap().is_fifo());
+        assert!(
+            "arn:aws-cn:sns:cn-north-1:123456789012:t.fifo"
+                .parse::<TopicArn>()
+                .unwrap()
+                .is_fifo()
+        );
         for bad in [
             "arn:aws:sqs:us-east-1:123456789012:q",
             "arn:aws:sns:us-east-1:1111111111:t",
@@ -267,9 +300,25 @@ mod tests {
         ] {
             assert!(bad.parse::<TopicArn>().is_err(), "{bad}");
         }
-        assert!("arn:aws:iam::123456789012:role/SNSPublishRole".parse::<RoleArn>().is_ok());
-        assert!("arn:aws:iam::123456789012:role/path/to/Role".parse::<RoleArn>().is_ok());
-        assert!("arn:aws:iam::123456789012:user/bob".parse::<RoleArn>().is_err());
-        assert!("arn:aws:iam:us-east-1:123456789012:role/x".parse::<RoleArn>().is_err());
+        assert!(
+            "arn:aws:iam::123456789012:role/SNSPublishRole"
+                .parse::<RoleArn>()
+                .is_ok()
+        );
+        assert!(
+            "arn:aws:iam::123456789012:role/path/to/Role"
+                .parse::<RoleArn>()
+                .is_ok()
+        );
+        assert!(
+            "arn:aws:iam::123456789012:user/bob"
+                .parse::<RoleArn>()
+                .is_err()
+        );
+        assert!(
+            "arn:aws:iam:us-east-1:123456789012:role/x"
+                .parse::<RoleArn>()
+                .is_err()
+        );
     }
 }

@@ -92,7 +92,9 @@ fn parse<T: std::str::FromStr<Err = super::NameError>>(
     field: &str,
     value: &str,
 ) -> Result<T, FieldError> {
-    value.parse().map_err(|e: super::NameError| FieldError::new(field, e.0))
+    value
+        .parse()
+        .map_err(|e: super::NameError| FieldError::new(field, e.0))
 }
 
 /// Checks `event_types`: at most 100 entries, each a plausible event type, `*` only at the end.
@@ -100,7 +102,10 @@ pub fn validate_event_types(types: &[String]) -> Result<(), FieldError> {
     if types.len() > MAX_EVENT_TYPES_PER_HOOK {
         return Err(FieldError::new(
             "event_types",
-            format!("has {} entries, at most {MAX_EVENT_TYPES_PER_HOOK} are allowed", types.len()),
+            format!(
+                "has {} entries, at most {MAX_EVENT_TYPES_PER_HOOK} are allowed",
+                types.len()
+            ),
         ));
     }
     for (i, t) in types.iter().enumerate() {
@@ -238,7 +243,11 @@ fn parse_region(f: &Fields<'_>, p: &str, named: Option<&str>) -> Result<Region, 
 /// `<p>_auth_type` with its fields. When the type is absent it is inferred: `keys` if a key is
 /// given, `role` if a role ARN is, else `resource` (the Stream docs mark it required, but the
 /// older SDK examples omit it).
-fn parse_auth(f: &Fields<'_>, p: &str, existing: Option<&EventHook>) -> Result<AwsAuth, FieldError> {
+fn parse_auth(
+    f: &Fields<'_>,
+    p: &str,
+    existing: Option<&EventHook>,
+) -> Result<AwsAuth, FieldError> {
     let (type_f, key_f, secret_f, role_f) = (
         format!("{p}_auth_type"),
         format!("{p}_key"),
@@ -253,9 +262,9 @@ fn parse_auth(f: &Fields<'_>, p: &str, existing: Option<&EventHook>) -> Result<A
     };
     match auth_type {
         "keys" => {
-            let key = f
-                .str(&key_f)?
-                .ok_or_else(|| FieldError::new(&key_f, format!("is required when {type_f} is keys")))?;
+            let key = f.str(&key_f)?.ok_or_else(|| {
+                FieldError::new(&key_f, format!("is required when {type_f} is keys"))
+            })?;
             let secret = f.str(&secret_f)?.ok_or_else(|| {
                 FieldError::new(&secret_f, format!("is required when {type_f} is keys"))
             })?;
@@ -338,27 +347,84 @@ mod tests {
     fn each_invalid_field_is_named() {
         let cases: Vec<(Value, &str)> = vec![
             (json!({"hook_type": "carrier_pigeon"}), "hook_type"),
-            (json!({"hook_type": "pending_message", "webhook_url": "https://x.io"}), "hook_type"),
+            (
+                json!({"hook_type": "pending_message", "webhook_url": "https://x.io"}),
+                "hook_type",
+            ),
             (json!({"enabled": true}), "hook_type"),
             (json!({"hook_type": "webhook"}), "webhook_url"),
-            (json!({"hook_type": "webhook", "webhook_url": "ftp://x"}), "webhook_url"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://foo.com/bar", "sqs_region": "us-east-1"}), "sqs_queue_url"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q"}), "sqs_region"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "moon-1"}), "sqs_region"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "eu-west-1"}), "sqs_region"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "keys"}), "sqs_key"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "keys", "sqs_key": "k"}), "sqs_secret"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "role"}), "sqs_role_arn"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "role", "sqs_role_arn": "arn:aws:iam::1:role/x"}), "sqs_role_arn"),
-            (json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "password"}), "sqs_auth_type"),
-            (json!({"hook_type": "sns", "sns_topic_arn": "arn:aws:sns:us-east-1:1234:t", "sns_region": "us-east-1"}), "sns_topic_arn"),
-            (json!({"hook_type": "sns", "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:t"}), "sns_region"),
-            (json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": [""]}), "event_types[0]"),
-            (json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": ["mess*age"]}), "event_types[0]"),
-            (json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": "message.new"}), "event_types"),
-            (json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": vec!["a"; 101]}), "event_types"),
-            (json!({"hook_type": "webhook", "webhook_url": "https://x.io", "enabled": "yes"}), "enabled"),
-            (json!({"hook_type": "webhook", "webhook_url": "https://x.io", "id": "a b"}), "id"),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "ftp://x"}),
+                "webhook_url",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://foo.com/bar", "sqs_region": "us-east-1"}),
+                "sqs_queue_url",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q"}),
+                "sqs_region",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "moon-1"}),
+                "sqs_region",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "eu-west-1"}),
+                "sqs_region",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "keys"}),
+                "sqs_key",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "keys", "sqs_key": "k"}),
+                "sqs_secret",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "role"}),
+                "sqs_role_arn",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "role", "sqs_role_arn": "arn:aws:iam::1:role/x"}),
+                "sqs_role_arn",
+            ),
+            (
+                json!({"hook_type": "sqs", "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "sqs_region": "us-east-1", "sqs_auth_type": "password"}),
+                "sqs_auth_type",
+            ),
+            (
+                json!({"hook_type": "sns", "sns_topic_arn": "arn:aws:sns:us-east-1:1234:t", "sns_region": "us-east-1"}),
+                "sns_topic_arn",
+            ),
+            (
+                json!({"hook_type": "sns", "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:t"}),
+                "sns_region",
+            ),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": [""]}),
+                "event_types[0]",
+            ),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": ["mess*age"]}),
+                "event_types[0]",
+            ),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": "message.new"}),
+                "event_types",
+            ),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "https://x.io", "event_types": vec!["a"; 101]}),
+                "event_types",
+            ),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "https://x.io", "enabled": "yes"}),
+                "enabled",
+            ),
+            (
+                json!({"hook_type": "webhook", "webhook_url": "https://x.io", "id": "a b"}),
+                "id",
+            ),
         ];
         for (input, field) in cases {
             let err = parse_one(input.clone()).expect_err(&input.to_string());
@@ -395,7 +461,10 @@ mod tests {
     fn auth_type_is_inferred_and_delete_needs_explicit_mode() {
         let mut v = sqs_hook();
         v.as_object_mut().unwrap().remove("sqs_auth_type");
-        assert_eq!(parse_one(v).unwrap().target.aws_auth().unwrap().type_name(), "keys");
+        assert_eq!(
+            parse_one(v).unwrap().target.aws_auth().unwrap().type_name(),
+            "keys"
+        );
         let del = json!({"id": "abc", "delete": true});
         assert!(parse_hook_request(&del, false, |_| None, Timestamp::now()).is_err());
         assert!(matches!(

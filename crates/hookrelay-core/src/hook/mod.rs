@@ -31,7 +31,8 @@ impl TryFrom<String> for HookId {
     fn try_from(s: String) -> Result<Self, NameError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s))
         } else {
@@ -87,11 +88,15 @@ impl WebhookUrl {
 impl TryFrom<String> for WebhookUrl {
     type Error = NameError;
     fn try_from(s: String) -> Result<Self, NameError> {
-        let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+        let rest = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"));
         let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
         let ok = s.len() <= 2048
             && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains('@'))
-            && !s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+            && !s
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
         if ok {
             Ok(Self(s))
         } else {

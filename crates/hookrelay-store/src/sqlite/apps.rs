@@ -21,7 +21,9 @@ pub fn insert(
     now: Timestamp,
 ) -> Result<AppId> {
     let taken: Option<i64> = tx
-        .query_row("SELECT id FROM apps WHERE api_key = ?1", [api_key], |r| r.get(0))
+        .query_row("SELECT id FROM apps WHERE api_key = ?1", [api_key], |r| {
+            r.get(0)
+        })
         .optional()?;
     if taken.is_some() {
         return Err(StoreError::ApiKeyTaken(api_key.to_owned()));

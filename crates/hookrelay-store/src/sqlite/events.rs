@@ -11,7 +11,11 @@ use crate::{AppId, Appended, Result, Seq, StoredEvent};
 /// The highest sequence number ever given out (0 for an empty log), including deleted events.
 pub fn high_water_mark(conn: &Connection) -> Result<Seq> {
     let seq: Option<Seq> = conn
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'events'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(seq.unwrap_or(0))
 }
@@ -44,7 +48,12 @@ pub fn append(
     Ok(out)
 }
 
-pub fn read_after(conn: &Connection, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+pub fn read_after(
+    conn: &Connection,
+    app: AppId,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, event_id, type, cid, created_ms, payload FROM events
          WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",

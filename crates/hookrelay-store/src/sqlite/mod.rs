@@ -108,14 +108,11 @@ impl SqliteStore {
     ) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = conn
-                .transaction()
-                .map_err(StoreError::from)
-                .and_then(|tx| {
-                    let value = f(&tx)?;
-                    tx.commit()?;
-                    Ok(value)
-                });
+            let result = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
             let _ = reply.send(result);
         });
         self.writer
@@ -158,11 +155,18 @@ impl Readers {
     }
 
     fn give_back(&self, conn: Connection) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, appended: &watch::Sender<Seq>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<WriteOp>,
+    appended: &watch::Sender<Seq>,
+) {
     let mut held_job: Option<Job> = None;
     loop {
         let first = match held_job.take() {
@@ -195,7 +199,10 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, appended: 
 }
 
 enum Outcome {
-    Appended(oneshot::Sender<Result<Vec<Appended>>>, Result<Vec<Appended>>),
+    Appended(
+        oneshot::Sender<Result<Vec<Appended>>>,
+        Result<Vec<Appended>>,
+    ),
     Progressed(oneshot::Sender<Result<()>>, Result<()>),
 }
 
@@ -285,18 +292,23 @@ impl Store for SqliteStore {
 
     async fn list_apps(&self) -> Result<Vec<App>> {
         let secrets = self.secrets.clone();
-        self.read(move |c| apps::select(c, &secrets, apps::Filter::All)).await
+        self.read(move |c| apps::select(c, &secrets, apps::Filter::All))
+            .await
     }
 
     async fn app_by_key(&self, api_key: &str) -> Result<Option<App>> {
         let (secrets, key) = (self.secrets.clone(), api_key.to_owned());
-        let found = self.read(move |c| apps::select(c, &secrets, apps::Filter::Key(&key))).await?;
+        let found = self
+            .read(move |c| apps::select(c, &secrets, apps::Filter::Key(&key)))
+            .await?;
         Ok(found.into_iter().next())
     }
 
     async fn app_by_id(&self, id: AppId) -> Result<Option<App>> {
         let secrets = self.secrets.clone();
-        let found = self.read(move |c| apps::select(c, &secrets, apps::Filter::Id(id))).await?;
+        let found = self
+            .read(move |c| apps::select(c, &secrets, apps::Filter::Id(id)))
+            .await?;
         Ok(found.into_iter().next())
     }
 
@@ -308,7 +320,9 @@ impl Store for SqliteStore {
 
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>> {
         let secrets = self.secrets.clone();
-        let rows = self.read(move |c| hooks::select(c, &secrets, Some(app))).await?;
+        let rows = self
+            .read(move |c| hooks::select(c, &secrets, Some(app)))
+            .await?;
         Ok(rows.into_iter().map(|(_, h)| h).collect())
     }
 
@@ -319,7 +333,8 @@ impl Store for SqliteStore {
 
     async fn replace_hooks(&self, app: AppId, list: Vec<EventHook>) -> Result<()> {
         let secrets = self.secrets.clone();
-        self.write(move |tx| hooks::replace(tx, &secrets, app, &list)).await
+        self.write(move |tx| hooks::replace(tx, &secrets, app, &list))
+            .await
     }
 
     async fn append(&self, app: AppId, events: Vec<PreparedEvent>) -> Result<Vec<Appended>> {
@@ -332,7 +347,8 @@ impl Store for SqliteStore {
     }
 
     async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
-        self.read(move |c| events::read_after(c, app, after, limit)).await
+        self.read(move |c| events::read_after(c, app, after, limit))
+            .await
     }
 
     fn subscribe_appends(&self) -> watch::Receiver<Seq> {
@@ -344,9 +360,15 @@ impl Store for SqliteStore {
         self.read(move |c| progress::cursor(c, &hook)).await
     }
 
-    async fn due_retries(&self, hook: &HookId, now: Timestamp, limit: usize) -> Result<Vec<DueRetry>> {
+    async fn due_retries(
+        &self,
+        hook: &HookId,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueRetry>> {
         let hook = hook.clone();
-        self.read(move |c| progress::due_retries(c, &hook, now, limit)).await
+        self.read(move |c| progress::due_retries(c, &hook, now, limit))
+            .await
     }
 
     async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>> {
@@ -366,9 +388,15 @@ impl Store for SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn dead_letters(&self, hook: &HookId, before: Option<i64>, limit: usize) -> Result<Vec<DeadLetter>> {
+    async fn dead_letters(
+        &self,
+        hook: &HookId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
         let hook = hook.clone();
-        self.read(move |c| progress::dead_letters(c, &hook, before, limit)).await
+        self.read(move |c| progress::dead_letters(c, &hook, before, limit))
+            .await
     }
 
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64> {

@@ -11,7 +11,11 @@ use crate::{DeadLetter, DeadLetterReason, DueRetry, Progress, Result, Seq, Store
 
 pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Seq>> {
     Ok(conn
-        .query_row("SELECT cursor FROM hooks WHERE id = ?1", [hook.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT cursor FROM hooks WHERE id = ?1",
+            [hook.as_str()],
+            |r| r.get(0),
+        )
         .optional()?)
 }
 
@@ -69,7 +73,12 @@ pub fn record(conn: &Connection, p: &Progress, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
-pub fn due_retries(conn: &Connection, hook: &HookId, now: Timestamp, limit: usize) -> Result<Vec<DueRetry>> {
+pub fn due_retries(
+    conn: &Connection,
+    hook: &HookId,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<DueRetry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT e.seq, e.event_id, e.type, e.cid, e.created_ms, e.payload, r.attempts, r.first_failed_ms
          FROM retries r JOIN events e ON e.seq = r.seq

@@ -1,0 +1,84 @@
+//! What every handler shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use hookrelay_store::{App, Store};
+
+use crate::error::ApiResult;
+
+/// Request limits, from the server config.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest request body accepted, in bytes (ingest batches included).
+    pub max_body_bytes: usize,
+    /// Largest single event, in bytes, as stored.
+    pub max_event_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_event_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of the HTTP API.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub apps: Arc<AppCache>,
+    pub limits: ApiLimits,
+    pub delivery: hookrelay_delivery::DeliveryHandle,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        limits: ApiLimits,
+        delivery: hookrelay_delivery::DeliveryHandle,
+    ) -> Self {
+        Self {
+            store,
+            apps: Arc::new(AppCache::default()),
+            limits,
+            delivery,
+        }
+    }
+}
+
+/// Apps by API key, so authenticating a request (ingest above all) costs no database read.
+/// A miss reads the store, so apps created by `hookrelay apps create` while the server runs are
+/// found; `PATCH /app` refreshes the entry of the app it changed.
+#[derive(Default)]
+pub struct AppCache {
+    by_key: RwLock<HashMap<String, Arc<App>>>,
+}
+
+impl AppCache {
+    pub async fn by_key(&self, store: &dyn Store, key: &str) -> ApiResult<Option<Arc<App>>> {
+        if let Some(app) = self
+            .by_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(Some(app.clone()));
+        }
+        let Some(app) = store.app_by_key(key).await? else {
+            return Ok(None);
+        };
+        let app = Arc::new(app);
+        self.put(app.clone());
+        Ok(Some(app))
+    }
+
+    pub fn put(&self, app: Arc<App>) {
+        self.by_key
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.api_key.clone(), app);
+    }
+}

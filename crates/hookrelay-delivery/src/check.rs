@@ -1,0 +1,142 @@
+//! `check_sqs` / `check_sns`: try a destination for real.
+//!
+//! SQS: `GetQueueAttributes` (the queue exists and is readable with these credentials), then a
+//! `SendMessage` of a `health.check` event. SNS: a `Publish` of the same event. The test message
+//! is a real delivery: consumers see an event of type `health.check` and can ignore it.
+
+use hookrelay_core::{Secret, Target, Timestamp};
+use hookrelay_store::{App, StoredEvent};
+use serde_json::{Map, Value, json};
+
+use crate::aws::{AwsClients, CallError, call_error};
+use crate::destinations::sns::SnsDestination;
+use crate::destinations::sqs::SqsDestination;
+use crate::destinations::{Destination, EntryOutcome, body_text};
+
+/// Why a check failed, in the shape of Stream's `CheckSQSResponse` / `CheckSNSResponse`.
+#[derive(Debug, Clone)]
+pub struct CheckFailure {
+    pub error: String,
+    pub data: Map<String, Value>,
+}
+
+impl CheckFailure {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            data: Map::new(),
+        }
+    }
+
+    fn from_call(prefix: &str, e: &CallError) -> Self {
+        let mut data = Map::new();
+        data.insert("aws_error_code".into(), e.code.clone().into());
+        data.insert("aws_error_message".into(), e.message.clone().into());
+        if let Some(status) = e.http_status {
+            data.insert("http_status".into(), status.into());
+        }
+        Self {
+            error: format!("{prefix}{e}"),
+            data,
+        }
+    }
+}
+
+fn health_check_event() -> StoredEvent {
+    let id = uuid_like();
+    let now = Timestamp::now();
+    let payload = json!({
+        "type": "health.check",
+        "id": id,
+        "created_at": now.to_rfc3339(),
+        "message": "hookrelay connection check",
+    });
+    StoredEvent {
+        seq: 0,
+        id,
+        event_type: "health.check".into(),
+        cid: None,
+        created_at: now,
+        payload: payload.to_string().into_bytes().into(),
+    }
+}
+
+fn uuid_like() -> String {
+    format!("health-check-{:016x}", rand::random::<u64>())
+}
+
+/// Checks one SQS or SNS target with the app's signing secret.
+pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(), CheckFailure> {
+    let event = health_check_event();
+    match target {
+        Target::Sqs {
+            queue_url,
+            region,
+            auth,
+        } => {
+            let dest = SqsDestination::new(clients.sqs(region.as_str(), auth).await, queue_url);
+            dest.client()
+                .get_queue_attributes()
+                .queue_url(queue_url.as_str())
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .map_err(|e| {
+                    CheckFailure::from_call(
+                        "reading the queue attributes failed. ",
+                        &call_error(&e),
+                    )
+                })?;
+            send_one(
+                &Destination::Sqs(dest),
+                &event,
+                &app.api_secret,
+                "sending the message failed. ",
+            )
+            .await
+        }
+        Target::Sns {
+            topic_arn,
+            region,
+            auth,
+        } => {
+            let dest = SnsDestination::new(clients.sns(region.as_str(), auth).await, topic_arn);
+            // A single Publish, as Stream's check does ("publishing the message failed.").
+            let mut publish = dest
+                .client()
+                .publish()
+                .topic_arn(dest.topic_arn())
+                .message(body_text(&event));
+            for (name, value) in SnsDestination::attributes(&event, &app.api_secret)
+                .map_err(|e| CheckFailure::from_call("", &e))?
+            {
+                publish = publish.message_attributes(name, value);
+            }
+            if topic_arn.is_fifo() {
+                publish = publish
+                    .message_group_id("health.check")
+                    .message_deduplication_id(&event.id);
+            }
+            publish.send().await.map(|_| ()).map_err(|e| {
+                CheckFailure::from_call("publishing the message failed. ", &call_error(&e))
+            })
+        }
+        Target::Webhook { .. } => Err(CheckFailure::new("only SQS and SNS hooks can be checked")),
+    }
+}
+
+async fn send_one(
+    dest: &Destination,
+    event: &StoredEvent,
+    secret: &Secret,
+    prefix: &str,
+) -> Result<(), CheckFailure> {
+    match dest.send(std::slice::from_ref(event), secret).await {
+        Ok(outcomes) => match outcomes.into_iter().next() {
+            Some(EntryOutcome::Delivered) => Ok(()),
+            Some(EntryOutcome::Failed(e)) => Err(CheckFailure::from_call(prefix, &e)),
+            None => Err(CheckFailure::new(format!("{prefix}no result"))),
+        },
+        Err(e) => Err(CheckFailure::from_call(prefix, &e)),
+    }
+}

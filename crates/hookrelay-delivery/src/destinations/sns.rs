@@ -1,0 +1,105 @@
+//! SNS: `PublishBatch`, one event per notification, the event JSON as the `Message`.
+
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use hookrelay_core::Secret;
+use hookrelay_core::hook::TopicArn;
+use hookrelay_core::sign::signature_hex;
+use hookrelay_store::StoredEvent;
+
+use super::{EntryOutcome, body_text, build_error, fifo_group, outcomes};
+use crate::aws::{CallError, call_error, entry_error};
+use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
+
+#[derive(Clone)]
+pub struct SnsDestination {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+    pub(super) fifo: bool,
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, CallError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(build_error)
+}
+
+impl SnsDestination {
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: &TopicArn) -> Self {
+        Self {
+            client,
+            topic_arn: topic_arn.to_string(),
+            fifo: topic_arn.is_fifo(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sns::Client {
+        &self.client
+    }
+
+    pub fn topic_arn(&self) -> &str {
+        &self.topic_arn
+    }
+
+    /// The three attributes (`event_type` makes SNS subscription filter policies work).
+    pub fn attributes(
+        event: &StoredEvent,
+        app_secret: &Secret,
+    ) -> Result<Vec<(&'static str, MessageAttributeValue)>, CallError> {
+        Ok(vec![
+            (ATTR_EVENT_TYPE, attribute(&event.event_type)?),
+            (ATTR_EVENT_ID, attribute(&event.id)?),
+            (
+                ATTR_SIGNATURE,
+                attribute(&signature_hex(
+                    app_secret.expose().as_bytes(),
+                    &event.payload,
+                ))?,
+            ),
+        ])
+    }
+
+    pub async fn send(
+        &self,
+        events: &[StoredEvent],
+        app_secret: &Secret,
+    ) -> Result<Vec<EntryOutcome>, CallError> {
+        let mut entries = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let mut entry = PublishBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message(body_text(event));
+            for (name, value) in Self::attributes(event, app_secret)? {
+                entry = entry.message_attributes(name, value);
+            }
+            if self.fifo {
+                entry = entry
+                    .message_group_id(fifo_group(event))
+                    .message_deduplication_id(&event.id);
+            }
+            entries.push(entry.build().map_err(build_error)?);
+        }
+        let out = self
+            .client
+            .publish_batch()
+            .topic_arn(&self.topic_arn)
+            .set_publish_batch_request_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| call_error(&e))?;
+        Ok(outcomes(
+            events.len(),
+            out.successful
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|s| s.id),
+            out.failed.unwrap_or_default().into_iter().map(|f| {
+                (
+                    f.id,
+                    entry_error(&f.code, f.message.as_deref(), f.sender_fault),
+                )
+            }),
+        ))
+    }
+}

@@ -1,0 +1,97 @@
+//! SQS: `SendMessageBatch`, one event per message, the event JSON as the body.
+
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use hookrelay_core::Secret;
+use hookrelay_core::hook::QueueUrl;
+use hookrelay_core::sign::signature_hex;
+use hookrelay_store::StoredEvent;
+
+use super::{EntryOutcome, body_text, build_error, fifo_group, outcomes};
+use crate::aws::{CallError, call_error, entry_error};
+use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
+
+#[derive(Clone)]
+pub struct SqsDestination {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    pub(super) fifo: bool,
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, CallError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(build_error)
+}
+
+impl SqsDestination {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: &QueueUrl) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.to_string(),
+            fifo: queue_url.is_fifo(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    /// One entry: body, the three attributes, and for FIFO queues group and deduplication ids.
+    pub fn entry(
+        &self,
+        index: usize,
+        event: &StoredEvent,
+        app_secret: &Secret,
+    ) -> Result<SendMessageBatchRequestEntry, CallError> {
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id(index.to_string())
+            .message_body(body_text(event))
+            .message_attributes(ATTR_EVENT_TYPE, attribute(&event.event_type)?)
+            .message_attributes(ATTR_EVENT_ID, attribute(&event.id)?)
+            .message_attributes(
+                ATTR_SIGNATURE,
+                attribute(&signature_hex(
+                    app_secret.expose().as_bytes(),
+                    &event.payload,
+                ))?,
+            );
+        if self.fifo {
+            entry = entry
+                .message_group_id(fifo_group(event))
+                .message_deduplication_id(&event.id);
+        }
+        entry.build().map_err(build_error)
+    }
+
+    pub async fn send(
+        &self,
+        events: &[StoredEvent],
+        app_secret: &Secret,
+    ) -> Result<Vec<EntryOutcome>, CallError> {
+        let entries = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| self.entry(i, e, app_secret))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| call_error(&e))?;
+        Ok(outcomes(
+            events.len(),
+            out.successful.into_iter().map(|s| s.id),
+            out.failed.into_iter().map(|f| {
+                (
+                    f.id,
+                    entry_error(&f.code, f.message.as_deref(), f.sender_fault),
+                )
+            }),
+        ))
+    }
+}

@@ -1,0 +1,206 @@
+//! The dispatcher: keeps exactly one worker running per enabled hook.
+//!
+//! It compares the hooks in the store with the workers it runs whenever the API says hooks
+//! changed (and every 30 s as a safety net). A changed hook's worker is stopped, and waited for,
+//! before its successor starts, so two workers never deliver the same hook at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookrelay_core::{EventHook, HookId, Target};
+use hookrelay_store::{App, AppId, Store};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::{AwsClients, AwsSettings};
+use crate::check::CheckFailure;
+use crate::destinations::Destination;
+use crate::retry::RetryPolicy;
+use crate::worker::Worker;
+
+/// How often the dispatcher re-reads the hooks even when nobody said they changed.
+const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
+/// Delivery settings, from the server config.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub retry: RetryPolicy,
+    /// Backoff of a whole hook whose destination fails every call.
+    pub hook_backoff: RetryPolicy,
+    /// Batch calls in flight per hook (FIFO hooks always use 1, to keep order).
+    pub batches_in_flight: usize,
+    /// Events read from the log per round.
+    pub read_batch: usize,
+    pub aws: AwsSettings,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            hook_backoff: RetryPolicy {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(60),
+                window: Duration::MAX,
+            },
+            batches_in_flight: 8,
+            read_batch: 500,
+            aws: AwsSettings::default(),
+        }
+    }
+}
+
+/// What the API holds: tells the dispatcher that hooks changed, and checks destinations.
+#[derive(Clone)]
+pub struct DeliveryHandle {
+    changed: Arc<Notify>,
+    clients: Arc<AwsClients>,
+}
+
+impl DeliveryHandle {
+    /// Hooks were created, changed or deleted: the dispatcher re-reads them now.
+    pub fn hooks_changed(&self) {
+        // notify_one keeps a permit when the dispatcher is busy, so no change is missed.
+        self.changed.notify_one();
+    }
+
+    pub async fn check(&self, app: &App, target: &Target) -> Result<(), CheckFailure> {
+        crate::check::check(&self.clients, app, target).await
+    }
+}
+
+struct Running {
+    hook: EventHook,
+    app_secret: String,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Runs the workers. Create it with [`Dispatcher::new`], spawn [`Dispatcher::run`].
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    clients: Arc<AwsClients>,
+    settings: Arc<DeliverySettings>,
+    changed: Arc<Notify>,
+    running: HashMap<HookId, Running>,
+}
+
+impl Dispatcher {
+    pub async fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> (Self, DeliveryHandle) {
+        let clients = AwsClients::new(&settings.aws).await;
+        let changed = Arc::new(Notify::new());
+        let handle = DeliveryHandle {
+            changed: changed.clone(),
+            clients: clients.clone(),
+        };
+        let dispatcher = Self {
+            store,
+            clients,
+            settings: Arc::new(settings),
+            changed,
+            running: HashMap::new(),
+        };
+        (dispatcher, handle)
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops every worker, letting each finish the
+    /// round it is in (its sends and its progress write) first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::error!(error = %e, "cannot read hooks; retrying");
+            }
+            tokio::select! {
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        let stopping: Vec<_> = self.running.drain().map(|(_, r)| r).collect();
+        for r in &stopping {
+            r.cancel.cancel();
+        }
+        for r in stopping {
+            let _ = r.task.await;
+        }
+    }
+
+    async fn reconcile(&mut self) -> hookrelay_store::Result<()> {
+        let hooks = self.store.all_hooks().await?;
+        let mut secrets: HashMap<AppId, Option<App>> = HashMap::new();
+        let mut wanted: HashMap<HookId, (AppId, EventHook)> = HashMap::new();
+        for (app, hook) in hooks {
+            if hook.enabled && !matches!(hook.target, Target::Webhook { .. }) {
+                wanted.insert(hook.id.clone(), (app, hook));
+            }
+        }
+        // Stop workers of hooks that are gone, disabled or changed.
+        let mut stop = Vec::new();
+        for (id, running) in &self.running {
+            match wanted.get(id) {
+                Some((app, hook)) if *hook == running.hook => {
+                    let app = match secrets.get(app) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let a = self.store.app_by_id(*app).await?;
+                            secrets.insert(*app, a.clone());
+                            a
+                        }
+                    };
+                    let same_secret =
+                        app.is_some_and(|a| a.api_secret.expose() == running.app_secret);
+                    if !same_secret {
+                        stop.push(id.clone());
+                    }
+                }
+                _ => stop.push(id.clone()),
+            }
+        }
+        for id in stop {
+            if let Some(r) = self.running.remove(&id) {
+                r.cancel.cancel();
+                let _ = r.task.await;
+                tracing::info!(hook_id = %id, "hook worker stopped");
+            }
+        }
+        // Start workers for hooks that have none.
+        for (id, (app_id, hook)) in wanted {
+            if self.running.contains_key(&id) {
+                continue;
+            }
+            let app = match secrets.get(&app_id) {
+                Some(a) => a.clone(),
+                None => self.store.app_by_id(app_id).await?,
+            };
+            let Some(app) = app else { continue };
+            let Some(destination) = Destination::for_hook(&self.clients, &hook).await else {
+                continue;
+            };
+            let cancel = CancellationToken::new();
+            let worker = Worker {
+                app: app_id,
+                app_secret: app.api_secret.clone(),
+                hook: hook.clone(),
+                filter: hook.filter(),
+                destination,
+                store: self.store.clone(),
+                settings: self.settings.clone(),
+                cancel: cancel.clone(),
+            };
+            tracing::info!(hook_id = %id, hook_type = hook.target.hook_type().as_str(), "hook worker started");
+            let task = tokio::spawn(worker.run());
+            self.running.insert(
+                id,
+                Running {
+                    hook,
+                    app_secret: app.api_secret.expose().to_owned(),
+                    cancel,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+}

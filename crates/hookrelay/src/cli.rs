@@ -1,0 +1,129 @@
+//! Commands and their help.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hookrelay_core::Secret;
+use hookrelay_store::{SqliteStore, Store};
+
+use crate::config::Config;
+use crate::keys;
+
+/// hookrelay: a self-hosted server that delivers an app's events to Amazon SQS queues, Amazon SNS
+/// topics and HTTP webhooks, configured through Stream Chat's app-settings API.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// TOML configuration file (see hookrelay.example.toml). HOOKRELAY_* variables override it.
+    #[arg(long, global = true, env = "HOOKRELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (store and server key); overrides the configuration.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: the Stream-compatible API, ingest, and delivery to every enabled hook.
+    ///
+    /// On first start with an empty store, one app is created from HOOKRELAY_API_KEY and
+    /// HOOKRELAY_API_SECRET when both are set, otherwise with generated credentials, printed once.
+    Serve(ServeArgs),
+    /// Manage apps (each has an API key and secret) in the data directory.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:3030).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Create an app and print its API key and secret (the secret is shown only this once).
+    Create {
+        /// The app's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List apps: id, name and API key (never the secret).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    pub fn execute(self) -> anyhow::Result<()> {
+        let mut config = Config::load(self.global.config.as_deref()).context("configuration")?;
+        if let Some(dir) = self.global.data_dir {
+            config.data_dir = dir;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        match self.command {
+            Command::Serve(args) => {
+                if let Some(listen) = args.listen {
+                    config.listen = listen;
+                }
+                config.log_json |= args.log_json;
+                runtime.block_on(crate::run::serve(config))
+            }
+            Command::Apps(cmd) => runtime.block_on(apps(config, cmd)),
+        }
+    }
+}
+
+async fn apps(config: Config, cmd: AppsCommand) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        config.database_path(),
+        keys::server_key(&config.data_dir)?,
+    )?);
+    match cmd {
+        AppsCommand::Create { name } => {
+            let (key, secret) = (keys::new_api_key(), keys::new_api_secret());
+            let app = store
+                .create_app(&name, &key, &Secret::new(secret.clone()))
+                .await?;
+            println!("created app {} ({})", app.id, app.name);
+            println!("api key:    {key}");
+            println!("api secret: {secret}");
+            println!("(the secret is not shown again)");
+        }
+        AppsCommand::List { json } => {
+            let apps = store.list_apps().await?;
+            if json {
+                let list: Vec<_> = apps
+                    .iter()
+                    .map(|a| serde_json::json!({"id": a.id, "name": a.name, "api_key": a.api_key}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<6} {:<14} NAME", "ID", "API KEY");
+                for a in apps {
+                    println!("{:<6} {:<14} {}", a.id, a.api_key, a.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Server configuration: defaults, then an optional TOML file (`--config`), then `HOOKRELAY_*`
+//! environment variables (nested keys with `__`, e.g. `HOOKRELAY_DELIVERY__RETRY_WINDOW=1h`).
+//! `hookrelay.example.toml` at the repository root lists every setting with its default; a test
+//! parses it, so it cannot drift from this struct.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that are not settings (credentials and keys, read by `run`).
+const NOT_SETTINGS: &[&str] = &[
+    "api_key",
+    "api_secret",
+    "secret_key",
+    "config",
+    "url",
+    "log",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded store (`hookrelay.db`) and the server key (`secret.key`) live.
+    pub data_dir: PathBuf,
+    /// Log as JSON lines instead of human-readable text.
+    pub log_json: bool,
+    pub limits: Limits,
+    pub delivery: Delivery,
+    pub aws: Aws,
+    pub retention: Retention,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3030".parse().expect("a valid literal address"),
+            data_dir: PathBuf::from("./hookrelay-data"),
+            log_json: false,
+            limits: Limits::default(),
+            delivery: Delivery::default(),
+            aws: Aws::default(),
+            retention: Retention::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body, in bytes (an ingest batch included). Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Largest single event, in bytes. Default 1 MiB.
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_event_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Ceiling of the first retry delay of a failed entry (doubles per failure, full jitter).
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest delay between two retries of an entry.
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// How long an entry is retried before it becomes a dead letter.
+    #[serde(with = "humantime_serde")]
+    pub retry_window: Duration,
+    /// Longest backoff of a hook whose destination fails every call.
+    #[serde(with = "humantime_serde")]
+    pub hook_backoff_cap: Duration,
+    /// Batch calls in flight per hook (FIFO hooks: always 1).
+    pub batches_in_flight: usize,
+    /// Events a hook reads from the log per round.
+    pub read_batch: usize,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(600),
+            retry_window: Duration::from_secs(24 * 3600),
+            hook_backoff_cap: Duration::from_secs(60),
+            batches_in_flight: 8,
+            read_batch: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Aws {
+    /// Endpoint for every AWS service, e.g. a local emulator. The standard `AWS_ENDPOINT_URL`,
+    /// `AWS_ENDPOINT_URL_SQS` and `AWS_ENDPOINT_URL_SNS` variables work too.
+    pub endpoint_url: Option<String>,
+    /// Limit on one AWS call.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Events every hook has finished with are deleted once older than this.
+    #[serde(with = "humantime_serde")]
+    pub keep: Duration,
+    /// How often the deletion runs.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep: Duration::from_secs(72 * 3600),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("HOOKRELAY_")
+                .filter(|key| {
+                    !NOT_SETTINGS
+                        .iter()
+                        .any(|n| key.as_str().eq_ignore_ascii_case(n))
+                })
+                .split("__"),
+        );
+        figment.extract().map_err(Box::new)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("hookrelay.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_matches_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hookrelay.example.toml");
+        let parsed: Config = Figment::new()
+            .merge(Toml::file_exact(&example))
+            .extract()
+            .expect("hookrelay.example.toml parses");
+        let default = Config::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Figment::new()
+            .merge(Toml::string("lisen = \"127.0.0.1:1\""))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

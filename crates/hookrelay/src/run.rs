@@ -1,0 +1,169 @@
+//! `hookrelay serve`.
+//!
+//! Start-up order: logging, server key, store (migrations), first app, dispatcher, garbage
+//! collector, HTTP API. Shutdown (SIGTERM or Ctrl-C) runs the other way: the API stops accepting
+//! and finishes its requests, then every hook worker finishes the round it is in and records its
+//! progress, then the store closes. Everything accepted before the signal is already durable.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use hookrelay_api::{ApiLimits, AppState};
+use hookrelay_core::{Secret, Timestamp};
+use hookrelay_delivery::aws::AwsSettings;
+use hookrelay_delivery::retry::RetryPolicy;
+use hookrelay_delivery::{DeliverySettings, Dispatcher};
+use hookrelay_store::{SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::keys;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(config.log_json);
+    let secrets = keys::server_key(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(config.database_path(), secrets)
+            .with_context(|| format!("opening {}", config.database_path().display()))?,
+    );
+    ensure_first_app(&*store).await?;
+
+    let shutdown = CancellationToken::new();
+    let (dispatcher, delivery) = Dispatcher::new(store.clone(), delivery_settings(&config)).await;
+    let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let gc = tokio::spawn(collect_garbage(
+        store.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+
+    let limits = ApiLimits {
+        max_body_bytes: config.limits.max_body_bytes,
+        max_event_bytes: config.limits.max_event_bytes,
+    };
+    let router = hookrelay_api::router(AppState::new(store.clone(), limits, delivery));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "hookrelay is serving");
+
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("API stopped; finishing delivery rounds");
+    shutdown.cancel();
+    let _ = dispatcher.await;
+    let _ = gc.await;
+    tracing::info!("hookrelay stopped");
+    Ok(())
+}
+
+fn delivery_settings(config: &Config) -> DeliverySettings {
+    let d = &config.delivery;
+    let mut aws = AwsSettings {
+        endpoint_url: config.aws.endpoint_url.clone(),
+        ..AwsSettings::default()
+    };
+    if let Some(timeout) = config.aws.call_timeout {
+        aws.call_timeout = timeout;
+    }
+    DeliverySettings {
+        retry: RetryPolicy {
+            base: d.retry_base,
+            cap: d.retry_cap,
+            window: d.retry_window,
+        },
+        hook_backoff: RetryPolicy {
+            base: d.retry_base,
+            cap: d.hook_backoff_cap,
+            window: std::time::Duration::MAX,
+        },
+        batches_in_flight: d.batches_in_flight,
+        read_batch: d.read_batch,
+        aws,
+    }
+}
+
+/// A fresh store gets one app, so the server is usable at once.
+async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
+    if !store.list_apps().await?.is_empty() {
+        return Ok(());
+    }
+    let from_env = (
+        std::env::var("HOOKRELAY_API_KEY")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        std::env::var("HOOKRELAY_API_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty()),
+    );
+    match from_env {
+        (Some(key), Some(secret)) => {
+            let app = store
+                .create_app("default", &key, &Secret::new(secret))
+                .await?;
+            tracing::info!(app_id = app.id, api_key = %key, "created the first app from HOOKRELAY_API_KEY / HOOKRELAY_API_SECRET");
+        }
+        _ => {
+            let (key, secret) = (keys::new_api_key(), keys::new_api_secret());
+            let app = store
+                .create_app("default", &key, &Secret::new(secret.clone()))
+                .await?;
+            // Printed once, on stdout, not through the log: secrets never go to logs.
+            println!(
+                "Created the first app (id {}). Keep these; the secret is not shown again:",
+                app.id
+            );
+            println!("  api key:    {key}");
+            println!("  api secret: {secret}");
+        }
+    }
+    Ok(())
+}
+
+async fn collect_garbage(store: Arc<dyn Store>, config: Config, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(config.retention.interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let keep_ms = config.retention.keep.as_millis().min(i64::MAX as u128) as i64;
+        let older_than = Timestamp::now().saturating_add_millis(-keep_ms);
+        match store.collect_garbage(older_than).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted delivered events past retention"),
+            Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+        }
+    }
+}
+
+async fn signal_shutdown(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler at start-up");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKRELAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
