@@ -57,6 +57,9 @@ enum Round {
     DestinationDown(CallError),
 }
 
+/// A batch and what happened to it.
+type Sent = (Vec<Item>, Result<Vec<EntryOutcome>, CallError>);
+
 /// An event on its way, and its history if it is a retry.
 struct Item {
     event: StoredEvent,
@@ -228,16 +231,10 @@ impl Worker {
 
     /// Sends every batch, at most `in_flight` at a time, and returns each with its result, in
     /// order. FIFO sending stops at the first batch that is not wholly delivered.
-    async fn send_all(
-        &self,
-        batches: Vec<Vec<Item>>,
-        in_flight: usize,
-        fifo: bool,
-    ) -> Vec<(Vec<Item>, Result<Vec<EntryOutcome>, CallError>)> {
-        let mut results = Vec::with_capacity(batches.len());
+    async fn send_all(&self, batches: Vec<Vec<Item>>, in_flight: usize, fifo: bool) -> Vec<Sent> {
         let mut pending = batches.into_iter().enumerate().peekable();
         let mut tasks = JoinSet::new();
-        let mut done: Vec<Option<(Vec<Item>, Result<Vec<EntryOutcome>, CallError>)>> = Vec::new();
+        let mut done: Vec<Option<Sent>> = Vec::new();
         let mut stopped = false;
         loop {
             while tasks.len() < in_flight && !stopped {
@@ -267,8 +264,7 @@ impl Worker {
             }
             done[index] = Some((batch, result));
         }
-        results.extend(done.into_iter().flatten());
-        results
+        done.into_iter().flatten().collect()
     }
 
     /// Schedules a retry for a failed entry, or dead-letters it.
