@@ -100,14 +100,19 @@ class Moto:
     def local_queue_url(self, name):
         return self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
 
-    def drain(self, name, expected, timeout=60.0):
-        """Receives (and deletes) messages until `expected` have arrived or `timeout` passes.
-        Returns every message received, duplicates included."""
+    def drain(self, name, expected, timeout=60.0, want=None):
+        """Receives (and deletes) messages until `expected` distinct events (by the body's `id`)
+        have arrived, or every id in `want` has, or `timeout` passes. Returns every message
+        received, duplicates included."""
         sqs = self.client("sqs")
         url = self.local_queue_url(name)
         got = []
+        distinct = set()
         deadline = time.monotonic() + timeout
-        while len(got) < expected and time.monotonic() < deadline:
+        def done():
+            return want <= distinct if want is not None else len(distinct) >= expected
+
+        while not done() and time.monotonic() < deadline:
             resp = sqs.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=10,
@@ -125,7 +130,19 @@ class Moto:
                     ],
                 )
             got.extend(messages)
+            for m in messages:
+                try:
+                    distinct.add(json.loads(m["Body"]).get("id", m["MessageId"]))
+                except (ValueError, AttributeError):
+                    distinct.add(m["MessageId"])
         return got
+
+    def queue_depth(self, name):
+        attrs = self.client("sqs").get_queue_attributes(
+            QueueUrl=self.local_queue_url(name),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
     def create_topic_with_queue(self, fifo=False, filter_policy=None):
         """A topic and a queue subscribed to it with raw delivery (so attributes carry over)."""

@@ -38,9 +38,13 @@ pub async fn ingest(
     let text = std::str::from_utf8(&body.0)
         .map_err(|_| ApiError::input("the request body is not UTF-8"))?;
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
-        ApiError::input(format!(
-            "the request body must be an event object or {{\"events\": [...]}}: {e}"
-        ))
+        if e.is_data() {
+            ApiError::input(format!(
+                "the request body must be an event object or {{\"events\": [...]}}: {e}"
+            ))
+        } else {
+            ApiError::input(format!("the request body is not valid JSON: {e}"))
+        }
     })?;
     let single;
     let raw_events: &[&RawValue] = match (&envelope.events, &envelope.event_type) {
