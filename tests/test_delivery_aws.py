@@ -130,3 +130,50 @@ def test_hook_changes_apply_live(server, moto):
     server.set_hooks([hook])
     server.send_events([{"id": "three", "type": "a"}])
     assert moto.drain(q2, 1, timeout=3) == []
+
+
+def test_message_the_queue_refuses_is_dead_lettered_and_the_rest_flow(server, moto):
+    # A queue that takes at most 1 KiB: moto (like SQS) fails the whole batch for one entry.
+    queue = moto.create_queue(MaximumMessageSize="1024")
+    [hook] = server.set_hooks([sqs_hook(queue)])
+    small = [{"id": f"small-{i}", "type": "a"} for i in range(5)]
+    big = {"id": "big", "type": "a", "pad": "y" * 2000}
+    server.send_events(small[:2] + [big] + small[2:])
+    got = moto.drain(queue, len(small))
+    assert sorted(json.loads(m["Body"])["id"] for m in got) == sorted(e["id"] for e in small)
+    letters = wait_until(lambda: dead_letters(server, hook["id"]), what="the rejected dead letter")
+    assert [(d["event_id"], d["reason"]) for d in letters] == [("big", "rejected")]
+    assert "InvalidParameterValue" in letters[0]["last_error"]
+
+
+def test_resource_and_role_auth_use_the_servers_identity(server, moto):
+    """resource: the server's own credentials (AWS_ACCESS_KEY_ID in its environment). role: those
+    credentials assume a role through STS. moto maps assumed-role credentials to the role's
+    account, so a queue in account 111111111111 is reachable only if the role was assumed."""
+    q1 = moto.create_queue()
+    role_account = "111111111111"
+    role_arn = f"arn:aws:iam::{role_account}:role/hookrelay-delivery"
+    creds = moto.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="setup")["Credentials"]
+    import boto3
+
+    other = boto3.client("sqs", endpoint_url=moto.endpoint, region_name="us-east-1",
+                         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                         aws_session_token=creds["SessionToken"])
+    q2 = f"role-{int(time.time() * 1000)}"
+    q2_url = other.create_queue(QueueName=q2)["QueueUrl"]
+    assert f"/{role_account}/" in q2_url
+    server.set_hooks([
+        sqs_hook(q1, sqs_auth_type="resource", sqs_key=None, sqs_secret=None),
+        sqs_hook(q2, sqs_auth_type="role", sqs_key=None, sqs_secret=None, sqs_role_arn=role_arn,
+                 sqs_queue_url=f"https://sqs.us-east-1.amazonaws.com/{role_account}/{q2}"),
+    ])
+    hooks = server.get_app()["event_hooks"]
+    assert [h["sqs_auth_type"] for h in hooks] == ["resource", "role"]
+    assert "sqs_secret" not in hooks[0] and hooks[1]["sqs_role_arn"] == role_arn
+    server.send_events([{"id": "who", "type": "a"}])
+    assert [json.loads(m["Body"])["id"] for m in moto.drain(q1, 1)] == ["who"]
+    got = []
+    deadline = time.monotonic() + 30
+    while not got and time.monotonic() < deadline:
+        got = other.receive_message(QueueUrl=q2_url, WaitTimeSeconds=1).get("Messages", [])
+    assert [json.loads(m["Body"])["id"] for m in got] == ["who"]

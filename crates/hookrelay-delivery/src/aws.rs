@@ -203,8 +203,12 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// Error codes that mean "this message is invalid": retrying it cannot succeed.
+/// Error codes that mean "this message is invalid": retrying it cannot succeed. When a whole
+/// batch call fails with one of these, one of its entries is at fault (SQS answers a batch with
+/// one over-long message this way), so the worker resends the entries one by one to find it.
 const INVALID_MESSAGE_CODES: &[&str] = &[
+    "InvalidParameterValue",
+    "InvalidParameter",
     "InvalidMessageContents",
     "AWS.SimpleQueueService.InvalidMessageContents",
     "InvalidAttributeValue",
@@ -225,8 +229,9 @@ pub fn entry_error(code: &str, message: Option<&str>, _sender_fault: bool) -> Ca
     }
 }
 
-/// Describes a failed SDK call. Whole-call failures are never permanent: access denied, missing
-/// queues and bad keys are things a customer fixes, and the events must wait for that.
+/// Describes a failed SDK call. Whole-call failures are permanent only when the service names
+/// the message content as invalid (see [`INVALID_MESSAGE_CODES`]): access denied, missing queues
+/// and bad keys are things a customer fixes, and the events must wait for that.
 pub fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: &SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
 ) -> CallError {
@@ -261,11 +266,12 @@ pub fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         _ => ("unknown".to_owned(), detail(err), None),
     };
+    let permanent = http_status == Some(400) && INVALID_MESSAGE_CODES.contains(&code.as_str());
     CallError {
         code,
         message,
         http_status,
-        permanent: false,
+        permanent,
     }
 }
 

@@ -16,6 +16,7 @@
 //! the round is repeated after a backoff. Events after it that did get through are sent again,
 //! which FIFO deduplication (by event id, within 5 minutes) absorbs.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,7 +171,14 @@ impl Worker {
         } else {
             self.settings.batches_in_flight.max(1)
         };
-        let results = self.send_all(batches, in_flight, fifo).await;
+        let Some(results) = self.send_all(batches, in_flight, fifo).await else {
+            return Ok(Round::DestinationDown(CallError {
+                code: "internal".into(),
+                message: "a send task died".into(),
+                http_status: None,
+                permanent: false,
+            }));
+        };
 
         let any_batches = !results.is_empty();
         let mut reached = false;
@@ -230,15 +238,22 @@ impl Worker {
     }
 
     /// Sends every batch, at most `in_flight` at a time, and returns each with its result, in
-    /// order. FIFO sending stops at the first batch that is not wholly delivered.
-    async fn send_all(&self, batches: Vec<Vec<Item>>, in_flight: usize, fifo: bool) -> Vec<Sent> {
-        let mut pending = batches.into_iter().enumerate().peekable();
+    /// order. FIFO sending stops at the first batch that is not wholly delivered. `None` if a send
+    /// task died: the round must then record nothing, or its events would be skipped.
+    async fn send_all(
+        &self,
+        batches: Vec<Vec<Item>>,
+        in_flight: usize,
+        fifo: bool,
+    ) -> Option<Vec<Sent>> {
+        let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
+        let mut next_index = pending.len();
         let mut tasks = JoinSet::new();
         let mut done: Vec<Option<Sent>> = Vec::new();
         let mut stopped = false;
         loop {
             while tasks.len() < in_flight && !stopped {
-                let Some((index, batch)) = pending.next() else {
+                let Some((index, batch)) = pending.pop_front() else {
                     break;
                 };
                 let dest = self.destination.clone();
@@ -253,8 +268,21 @@ impl Worker {
                 break;
             };
             let Ok((index, batch, result)) = joined else {
-                continue;
+                tracing::error!(hook_id = %self.hook.id, "a send task died; the round is repeated");
+                return None;
             };
+            // The service refused the batch for the content of some entry: send each entry
+            // alone, so only the guilty one fails and the others are delivered.
+            if let Err(e) = &result
+                && e.permanent
+                && batch.len() > 1
+            {
+                for item in batch {
+                    pending.push_back((next_index, vec![item]));
+                    next_index += 1;
+                }
+                continue;
+            }
             if fifo && !matches!(&result, Ok(o) if o.iter().all(|x| *x == EntryOutcome::Delivered))
             {
                 stopped = true;
@@ -264,7 +292,7 @@ impl Worker {
             }
             done[index] = Some((batch, result));
         }
-        done.into_iter().flatten().collect()
+        Some(done.into_iter().flatten().collect())
     }
 
     /// Schedules a retry for a failed entry, or dead-letters it.
