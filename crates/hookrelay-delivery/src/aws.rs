@@ -181,8 +181,9 @@ impl AwsClients {
     }
 }
 
-/// A failed AWS call, described for people (`last_error`, check results) and classified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed delivery call (AWS or webhook), described for people (`last_error`, check results)
+/// and classified for the retry logic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallError {
     /// The AWS error code (`AccessDenied`, `AWS.SimpleQueueService.NonExistentQueue`, …), or a
     /// description of the transport failure (`timeout`, `connection`, `HTTP 503`).
@@ -191,6 +192,21 @@ pub struct CallError {
     pub http_status: Option<u16>,
     /// Whether the request itself is at fault in a way no retry can cure.
     pub permanent: bool,
+    /// The destination asked for this pause (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// Give up after this many attempts even within the retry window (webhook 4xx answers).
+    pub max_attempts: Option<u32>,
+}
+
+impl CallError {
+    /// A failure worth retrying.
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            ..Self::default()
+        }
+    }
 }
 
 impl std::fmt::Display for CallError {
@@ -222,10 +238,8 @@ const INVALID_MESSAGE_CODES: &[&str] = &[
 /// name the message itself are permanent.
 pub fn entry_error(code: &str, message: Option<&str>, _sender_fault: bool) -> CallError {
     CallError {
-        code: code.to_owned(),
-        message: message.unwrap_or_default().to_owned(),
-        http_status: None,
         permanent: INVALID_MESSAGE_CODES.contains(&code),
+        ..CallError::transient(code, message.unwrap_or_default())
     }
 }
 
@@ -268,10 +282,9 @@ pub fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     };
     let permanent = http_status == Some(400) && INVALID_MESSAGE_CODES.contains(&code.as_str());
     CallError {
-        code,
-        message,
         http_status,
         permanent,
+        ..CallError::transient(code, message)
     }
 }
 

@@ -1,7 +1,5 @@
 //! Packing events into destination batches: pure functions, no I/O.
 
-use hookrelay_core::limits::{AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES};
-
 /// The message attributes every SQS/SNS message carries, by name. Consumers de-duplicate on
 /// `event_id`, route on `event_type` (SNS filter policies), and verify origin with `X-Signature`.
 pub const ATTR_EVENT_TYPE: &str = "event_type";
@@ -24,11 +22,6 @@ pub fn aws_message_size(body_len: usize, event_type: &str, event_id: &str) -> us
         + ATTR_SIGNATURE.len()
         + STRING_TYPE.len()
         + SIGNATURE_HEX_LEN
-}
-
-/// Whether a message of this size may be sent to SQS or SNS.
-pub fn fits_aws(size: usize) -> bool {
-    size <= AWS_MAX_MESSAGE_BYTES
 }
 
 /// Splits items, in order, into batches of at most `max_entries` whose sizes add up to at most
@@ -58,15 +51,18 @@ pub fn pack<T>(
     batches
 }
 
-/// [`pack`] with the SQS `SendMessageBatch` / SNS `PublishBatch` limits: 10 entries, 256 KiB
-/// in all (SNS's batch limit; SQS's is now 1 MiB, but 256 KiB works with both everywhere).
-pub fn pack_for_aws<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    pack(items, size, AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookrelay_core::limits::{AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES};
+
+    fn pack_for_aws<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+        pack(items, size, AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES)
+    }
+
+    fn fits_aws(size: usize) -> bool {
+        size <= AWS_MAX_MESSAGE_BYTES
+    }
 
     #[test]
     fn ten_entries_per_batch() {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::aws::{AwsClients, CallError, call_error};
 use crate::destinations::sns::SnsDestination;
 use crate::destinations::sqs::SqsDestination;
-use crate::destinations::{Destination, EntryOutcome, body_text};
+use crate::destinations::{Destination, EntryOutcome, Outgoing, body_text};
 
 /// Why a check failed, in the shape of Stream's `CheckSQSResponse` / `CheckSNSResponse`.
 #[derive(Debug, Clone)]
@@ -131,7 +131,11 @@ async fn send_one(
     secret: &Secret,
     prefix: &str,
 ) -> Result<(), CheckFailure> {
-    match dest.send(std::slice::from_ref(event), secret).await {
+    let outgoing = Outgoing {
+        event: event.clone(),
+        attempt: 1,
+    };
+    match dest.send(std::slice::from_ref(&outgoing), secret).await {
         Ok(outcomes) => match outcomes.into_iter().next() {
             Some(EntryOutcome::Delivered) => Ok(()),
             Some(EntryOutcome::Failed(e)) => Err(CheckFailure::from_call(prefix, &e)),

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsClients, AwsSettings};
 use crate::check::CheckFailure;
-use crate::destinations::Destination;
+use crate::destinations::webhook::{WebhookClient, WebhookSettings};
+use crate::destinations::{AppContext, Destination};
 use crate::retry::RetryPolicy;
 use crate::worker::Worker;
 
@@ -29,11 +30,22 @@ pub struct DeliverySettings {
     pub retry: RetryPolicy,
     /// Backoff of a whole hook whose destination fails every call.
     pub hook_backoff: RetryPolicy,
-    /// Batch calls in flight per hook (FIFO hooks always use 1, to keep order).
+    /// SQS/SNS batch calls in flight per hook (FIFO hooks always use 1, to keep order).
     pub batches_in_flight: usize,
     /// Events read from the log per round.
     pub read_batch: usize,
     pub aws: AwsSettings,
+    pub webhook: WebhookSettings,
+}
+
+impl DeliverySettings {
+    /// Calls in flight per hook for this destination.
+    pub fn in_flight_for(&self, destination: &Destination) -> usize {
+        match destination {
+            Destination::Webhook(_) => self.webhook.in_flight.max(1),
+            _ => self.batches_in_flight.max(1),
+        }
+    }
 }
 
 impl Default for DeliverySettings {
@@ -48,6 +60,7 @@ impl Default for DeliverySettings {
             batches_in_flight: 8,
             read_batch: 500,
             aws: AwsSettings::default(),
+            webhook: WebhookSettings::default(),
         }
     }
 }
@@ -73,7 +86,8 @@ impl DeliveryHandle {
 
 struct Running {
     hook: EventHook,
-    app_secret: String,
+    /// What the worker was started with; a change restarts it.
+    app: (String, AppContext),
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -82,14 +96,36 @@ struct Running {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     clients: Arc<AwsClients>,
+    http: WebhookClient,
     settings: Arc<DeliverySettings>,
     changed: Arc<Notify>,
     running: HashMap<HookId, Running>,
 }
 
+/// What a worker needs to know about its app: the signing secret, and the rest.
+fn app_view(app: &App) -> (String, AppContext) {
+    let compress = app
+        .settings
+        .fields
+        .get("enable_hook_payload_compression")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    (
+        app.api_secret.expose().to_owned(),
+        AppContext {
+            api_key: app.api_key.clone(),
+            compress,
+        },
+    )
+}
+
 impl Dispatcher {
-    pub async fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> (Self, DeliveryHandle) {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        settings: DeliverySettings,
+    ) -> Result<(Self, DeliveryHandle), reqwest::Error> {
         let clients = AwsClients::new(&settings.aws).await;
+        let http = WebhookClient::new(&settings.webhook)?;
         let changed = Arc::new(Notify::new());
         let handle = DeliveryHandle {
             changed: changed.clone(),
@@ -98,11 +134,12 @@ impl Dispatcher {
         let dispatcher = Self {
             store,
             clients,
+            http,
             settings: Arc::new(settings),
             changed,
             running: HashMap::new(),
         };
-        (dispatcher, handle)
+        Ok((dispatcher, handle))
     }
 
     /// Runs until `shutdown` is cancelled, then stops every worker, letting each finish the
@@ -132,7 +169,7 @@ impl Dispatcher {
         let mut secrets: HashMap<AppId, Option<App>> = HashMap::new();
         let mut wanted: HashMap<HookId, (AppId, EventHook)> = HashMap::new();
         for (app, hook) in hooks {
-            if hook.enabled && !matches!(hook.target, Target::Webhook { .. }) {
+            if hook.enabled {
                 wanted.insert(hook.id.clone(), (app, hook));
             }
         }
@@ -149,9 +186,7 @@ impl Dispatcher {
                             a
                         }
                     };
-                    let same_secret =
-                        app.is_some_and(|a| a.api_secret.expose() == running.app_secret);
-                    if !same_secret {
+                    if app.as_ref().map(app_view).as_ref() != Some(&running.app) {
                         stop.push(id.clone());
                     }
                 }
@@ -175,9 +210,9 @@ impl Dispatcher {
                 None => self.store.app_by_id(app_id).await?,
             };
             let Some(app) = app else { continue };
-            let Some(destination) = Destination::for_hook(&self.clients, &hook).await else {
-                continue;
-            };
+            let view = app_view(&app);
+            let destination =
+                Destination::for_hook(&self.clients, &self.http, &hook, &view.1).await;
             let cancel = CancellationToken::new();
             let worker = Worker {
                 app: app_id,
@@ -195,7 +230,7 @@ impl Dispatcher {
                 id,
                 Running {
                     hook,
-                    app_secret: app.api_secret.expose().to_owned(),
+                    app: view,
                     cancel,
                     task,
                 },

@@ -1,20 +1,23 @@
 //! One hook's delivery loop.
 //!
 //! Each round: take the retry entries that are due and the next events after the cursor, keep the
-//! events the hook's filter matches, dead-letter those too large to send, pack the rest into
+//! events the hook's filter matches, dead-letter those too large for SQS/SNS, pack the rest into
 //! batches, send several batches at once, and record everything that happened (cursor, new and
 //! finished retry entries, dead letters) in one store transaction.
 //!
-//! The cursor moves only after the round's results are durable, so a crash repeats the round
-//! (at-least-once) rather than skipping it. A failed entry goes to the retry set, so it never holds
-//! back the events behind it. If *every* call of a round fails (the queue is gone, the keys are
-//! wrong, the network is down), nothing is recorded: the events stay in the log and the hook as a
-//! whole backs off, one probe round at a time, until the destination answers again.
-//!
-//! FIFO destinations are different: order matters more than throughput, so batches go one at a
-//! time and the first failure stops the round; the cursor stops just before the failed event and
-//! the round is repeated after a backoff. Events after it that did get through are sent again,
-//! which FIFO deduplication (by event id, within 5 minutes) absorbs.
+//! * The cursor moves only after the round's results are durable, so a crash repeats the round
+//!   (at-least-once) rather than skipping it. It never passes an event that was not handled: when
+//!   a round sends only part of what it read, the cursor stops before the first unsent event.
+//! * A failed entry goes to the retry set, so it never holds back the events behind it.
+//! * If *every* call of a round fails (queue gone, keys wrong, receiver down), the hook backs off
+//!   as a whole, and until a call succeeds again each round sends a single batch (a probe) instead
+//!   of hammering the destination. For SQS and SNS nothing is recorded in such a round: the events
+//!   wait in the log. Webhooks do record the failed attempts, because receivers see the attempt
+//!   number (`X-Webhook-Attempt`).
+//! * FIFO destinations keep order per group: batches go one at a time, and the first failure
+//!   stops the round; the cursor stops before the failed event and the round is repeated after a
+//!   backoff. Events after it that did get through are sent again, which FIFO deduplication (by
+//!   event id, within 5 minutes) absorbs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,8 +31,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::CallError;
-use crate::batch::{aws_message_size, fits_aws, pack_for_aws};
-use crate::destinations::{Destination, EntryOutcome};
+use crate::batch::{aws_message_size, pack};
+use crate::destinations::{Destination, EntryOutcome, Outgoing};
 use crate::dispatcher::DeliverySettings;
 use crate::retry::Next;
 
@@ -65,7 +68,14 @@ type Sent = (Vec<Item>, Result<Vec<EntryOutcome>, CallError>);
 struct Item {
     event: StoredEvent,
     size: usize,
+    /// (failed attempts so far, first failure) of a retry entry.
     prior: Option<(u32, Timestamp)>,
+}
+
+impl Item {
+    fn attempt(&self) -> u32 {
+        self.prior.map_or(1, |(failed, _)| failed + 1)
+    }
 }
 
 impl Worker {
@@ -78,7 +88,7 @@ impl Worker {
         let mut failures = 0u32;
         while !self.cancel.is_cancelled() {
             appended.borrow_and_update();
-            let wait = match self.round(&mut cursor).await {
+            let wait = match self.round(&mut cursor, failures > 0).await {
                 Ok(Round::Progressed) => {
                     failures = 0;
                     continue;
@@ -89,7 +99,12 @@ impl Worker {
                 }
                 Ok(Round::DestinationDown(error)) => {
                     failures += 1;
-                    let delay = self.settings.hook_backoff.delay(failures);
+                    let delay = self.settings.hook_backoff.delay(failures).max(
+                        error
+                            .retry_after
+                            .unwrap_or_default()
+                            .min(self.settings.retry.cap),
+                    );
                     tracing::warn!(hook_id = %hook_id, %error, failures, backoff_ms = delay.as_millis() as u64,
                         "destination failed every call; backing off");
                     delay
@@ -100,7 +115,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = appended.changed(), if wait > Duration::ZERO && failures == 0 => {}
+                _ = appended.changed(), if failures == 0 => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.cancel.cancelled() => {}
             }
@@ -123,7 +138,7 @@ impl Worker {
         Item { event, size, prior }
     }
 
-    async fn round(&self, cursor: &mut Seq) -> hookrelay_store::Result<Round> {
+    async fn round(&self, cursor: &mut Seq, probing: bool) -> hookrelay_store::Result<Round> {
         let now = Timestamp::now();
         let due = self
             .store
@@ -137,6 +152,7 @@ impl Worker {
             return Ok(Round::Idle);
         }
         let last_read = events.last().map(|e| e.seq);
+        let limits = self.destination.limits();
         let mut progress = Progress::new(self.hook.id.clone());
         let mut items: Vec<Item> = due
             .into_iter()
@@ -147,53 +163,62 @@ impl Worker {
                 continue;
             }
             let item = Self::item(event, None);
-            if fits_aws(item.size) {
-                items.push(item);
-            } else {
+            if limits.size_limited && item.size > limits.max_bytes {
                 // The seeds' rule: over 256 KB is not sent. It is recorded, never silent.
                 tracing::warn!(hook_id = %self.hook.id, event_id = %item.event.id, bytes = item.size, "event too large for SQS/SNS");
                 progress.dead_letters.push(DeadLetterRecord {
                     last_error: format!(
                         "the message is {} bytes with its attributes; SQS and SNS take at most {}",
-                        item.size,
-                        hookrelay_core::limits::AWS_MAX_MESSAGE_BYTES
+                        item.size, limits.max_bytes
                     ),
                     event: item.event,
                     reason: DeadLetterReason::TooLarge,
                     attempts: 0,
                 });
+            } else {
+                items.push(item);
             }
         }
         let fifo = self.destination.is_fifo();
-        let batches = pack_for_aws(items, |i| i.size);
-        let in_flight = if fifo {
+        let mut batches = pack(items, |i| i.size, limits.max_entries, limits.max_bytes);
+        // Events this round reads but does not send; the cursor must stop before them.
+        let mut unsent_from: Option<Seq> = None;
+        let mut hold_back = |batch: &[Item]| {
+            for item in batch.iter().filter(|i| i.prior.is_none()) {
+                unsent_from = Some(unsent_from.map_or(item.event.seq, |s| s.min(item.event.seq)));
+            }
+        };
+        if probing && batches.len() > 1 {
+            for batch in batches.drain(1..) {
+                hold_back(&batch);
+            }
+        }
+        let in_flight = if fifo || probing {
             1
         } else {
-            self.settings.batches_in_flight.max(1)
+            self.settings.in_flight_for(&self.destination)
         };
-        let Some(results) = self.send_all(batches, in_flight, fifo).await else {
-            return Ok(Round::DestinationDown(CallError {
-                code: "internal".into(),
-                message: "a send task died".into(),
-                http_status: None,
-                permanent: false,
-            }));
+        let sent_count = batches.len();
+        let Some((results, unsent)) = self.send_all(batches, in_flight, fifo).await else {
+            return Ok(Round::DestinationDown(CallError::transient(
+                "internal",
+                "a send task died",
+            )));
         };
+        for batch in &unsent {
+            hold_back(batch);
+        }
 
-        let any_batches = !results.is_empty();
         let mut reached = false;
         let mut last_error = None;
-        let mut fifo_stop: Option<Seq> = None;
+        let mut failed_items = Vec::new();
         for (batch, result) in results {
             let outcomes: Vec<EntryOutcome> = match result {
                 Ok(outcomes) => {
                     reached = true;
                     outcomes
                 }
-                Err(error) => {
-                    last_error = Some(error.clone());
-                    vec![EntryOutcome::Failed(error); batch.len()]
-                }
+                Err(error) => vec![EntryOutcome::Failed(error); batch.len()],
             };
             for (item, outcome) in batch.into_iter().zip(outcomes) {
                 match outcome {
@@ -202,50 +227,52 @@ impl Worker {
                             progress.retries_done.push(item.event.seq);
                         }
                     }
-                    EntryOutcome::Failed(error)
-                        if fifo && !error.permanent && item.prior.is_none() =>
-                    {
-                        let seq = item.event.seq;
-                        fifo_stop = Some(fifo_stop.map_or(seq, |s| s.min(seq)));
-                        last_error = Some(error);
+                    EntryOutcome::Failed(error) => {
+                        last_error = Some(error.clone());
+                        if fifo && !error.permanent && item.prior.is_none() {
+                            // FIFO: resend from here next round, to keep the group's order.
+                            hold_back(std::slice::from_ref(&item));
+                        } else {
+                            failed_items.push((item, error));
+                        }
                     }
-                    EntryOutcome::Failed(error) => self.failed(&mut progress, item, error, now),
                 }
             }
         }
-        if any_batches && !reached {
+        let all_failed = sent_count > 0 && !reached;
+        if all_failed && !self.destination.counts_attempts() {
             // Every call failed: record nothing; the events wait in the log.
-            let error = last_error.unwrap_or_else(|| CallError {
-                code: "unknown".into(),
-                message: String::new(),
-                http_status: None,
-                permanent: false,
-            });
-            return Ok(Round::DestinationDown(error));
+            return Ok(Round::DestinationDown(last_error.unwrap_or_default()));
         }
-        progress.cursor = match fifo_stop {
+        for (item, error) in failed_items {
+            self.failed(&mut progress, item, error, now);
+        }
+        let new_cursor = match unsent_from {
             Some(seq) => Some(seq - 1),
             None => last_read,
         };
+        progress.cursor = new_cursor.filter(|c| *c > *cursor);
         self.store.record_progress(progress).await?;
-        if let Some(c) = progress_cursor(*cursor, fifo_stop, last_read) {
-            *cursor = c;
+        if let Some(c) = new_cursor {
+            *cursor = c.max(*cursor);
         }
-        match (fifo_stop, last_error) {
-            (Some(_), Some(error)) => Ok(Round::DestinationDown(error)),
+        let stopped_early = fifo && unsent_from.is_some();
+        match last_error {
+            Some(error) if all_failed || stopped_early => Ok(Round::DestinationDown(error)),
             _ => Ok(Round::Progressed),
         }
     }
 
-    /// Sends every batch, at most `in_flight` at a time, and returns each with its result, in
-    /// order. FIFO sending stops at the first batch that is not wholly delivered. `None` if a send
-    /// task died: the round must then record nothing, or its events would be skipped.
+    /// Sends the batches, at most `in_flight` at a time. Returns each sent batch with its result,
+    /// in order, and the batches left unsent (FIFO sending stops at the first batch that is not
+    /// wholly delivered). `None` if a send task died: the round must then record nothing, or its
+    /// events would be skipped.
     async fn send_all(
         &self,
         batches: Vec<Vec<Item>>,
         in_flight: usize,
         fifo: bool,
-    ) -> Option<Vec<Sent>> {
+    ) -> Option<(Vec<Sent>, Vec<Vec<Item>>)> {
         let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
         let mut next_index = pending.len();
         let mut tasks = JoinSet::new();
@@ -259,8 +286,14 @@ impl Worker {
                 let dest = self.destination.clone();
                 let secret = self.app_secret.clone();
                 tasks.spawn(async move {
-                    let events: Vec<StoredEvent> = batch.iter().map(|i| i.event.clone()).collect();
-                    let result = dest.send(&events, &secret).await;
+                    let outgoing: Vec<Outgoing> = batch
+                        .iter()
+                        .map(|i| Outgoing {
+                            event: i.event.clone(),
+                            attempt: i.attempt(),
+                        })
+                        .collect();
+                    let result = dest.send(&outgoing, &secret).await;
                     (index, batch, result)
                 });
             }
@@ -292,7 +325,8 @@ impl Worker {
             }
             done[index] = Some((batch, result));
         }
-        Some(done.into_iter().flatten().collect())
+        let unsent = pending.into_iter().map(|(_, batch)| batch).collect();
+        Some((done.into_iter().flatten().collect(), unsent))
     }
 
     /// Schedules a retry for a failed entry, or dead-letters it.
@@ -301,12 +335,20 @@ impl Worker {
             Some((attempts, first)) => (attempts + 1, first),
             None => (1, now),
         };
-        let give_up = if error.permanent {
+        let give_up = if error.permanent || error.max_attempts.is_some_and(|max| attempts >= max) {
             Some(DeadLetterReason::Rejected)
         } else {
             match self.settings.retry.next(first_failed_at, attempts, now) {
                 Next::GiveUp => Some(DeadLetterReason::RetriesExhausted),
                 Next::RetryAt(at) => {
+                    // A destination's Retry-After wins over our own schedule, within the cap.
+                    let at = match error.retry_after {
+                        Some(after) => {
+                            let after = after.min(self.settings.retry.cap).as_millis() as i64;
+                            at.max(now.saturating_add_millis(after))
+                        }
+                        None => at,
+                    };
                     progress.retries.push(RetryRecord {
                         seq: item.event.seq,
                         attempts,
@@ -327,14 +369,5 @@ impl Worker {
                 last_error: error.to_string(),
             });
         }
-    }
-}
-
-/// The worker's in-memory cursor after a recorded round.
-fn progress_cursor(current: Seq, fifo_stop: Option<Seq>, last_read: Option<Seq>) -> Option<Seq> {
-    match (fifo_stop, last_read) {
-        (Some(stop), _) => Some((stop - 1).max(current)),
-        (None, Some(last)) => Some(last.max(current)),
-        (None, None) => None,
     }
 }

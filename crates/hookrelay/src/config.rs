@@ -33,6 +33,7 @@ pub struct Config {
     pub limits: Limits,
     pub delivery: Delivery,
     pub aws: Aws,
+    pub webhook: Webhook,
     pub retention: Retention,
 }
 
@@ -45,6 +46,7 @@ impl Default for Config {
             limits: Limits::default(),
             delivery: Delivery::default(),
             aws: Aws::default(),
+            webhook: Webhook::default(),
             retention: Retention::default(),
         }
     }
@@ -111,6 +113,29 @@ pub struct Aws {
     /// Limit on one AWS call.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhook {
+    /// Limit on one webhook request, answer included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Requests in flight per webhook hook.
+    pub in_flight: usize,
+    /// Address ranges webhook receivers may not be in (CIDR, e.g. "169.254.0.0/16"). Empty by
+    /// default: self-hosted receivers often live on private networks.
+    pub deny_cidrs: Vec<String>,
+}
+
+impl Default for Webhook {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(6),
+            in_flight: 16,
+            deny_cidrs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

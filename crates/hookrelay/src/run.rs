@@ -11,6 +11,7 @@ use anyhow::Context;
 use hookrelay_api::{ApiLimits, AppState};
 use hookrelay_core::{Secret, Timestamp};
 use hookrelay_delivery::aws::AwsSettings;
+use hookrelay_delivery::destinations::webhook::WebhookSettings;
 use hookrelay_delivery::retry::RetryPolicy;
 use hookrelay_delivery::{DeliverySettings, Dispatcher};
 use hookrelay_store::{SqliteStore, Store};
@@ -29,7 +30,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ensure_first_app(&*store).await?;
 
     let shutdown = CancellationToken::new();
-    let (dispatcher, delivery) = Dispatcher::new(store.clone(), delivery_settings(&config)).await;
+    let (dispatcher, delivery) = Dispatcher::new(store.clone(), delivery_settings(&config)?)
+        .await
+        .context("building the webhook HTTP client")?;
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
     let gc = tokio::spawn(collect_garbage(
         store.clone(),
@@ -60,7 +63,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn delivery_settings(config: &Config) -> DeliverySettings {
+fn delivery_settings(config: &Config) -> anyhow::Result<DeliverySettings> {
     let d = &config.delivery;
     let mut aws = AwsSettings {
         endpoint_url: config.aws.endpoint_url.clone(),
@@ -69,7 +72,16 @@ fn delivery_settings(config: &Config) -> DeliverySettings {
     if let Some(timeout) = config.aws.call_timeout {
         aws.call_timeout = timeout;
     }
-    DeliverySettings {
+    let deny = config
+        .webhook
+        .deny_cidrs
+        .iter()
+        .map(|c| {
+            c.parse()
+                .with_context(|| format!("webhook.deny_cidrs: {c:?} is not a CIDR range"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(DeliverySettings {
         retry: RetryPolicy {
             base: d.retry_base,
             cap: d.retry_cap,
@@ -83,7 +95,12 @@ fn delivery_settings(config: &Config) -> DeliverySettings {
         batches_in_flight: d.batches_in_flight,
         read_batch: d.read_batch,
         aws,
-    }
+        webhook: WebhookSettings {
+            timeout: config.webhook.timeout,
+            in_flight: config.webhook.in_flight,
+            deny,
+        },
+    })
 }
 
 /// A fresh store gets one app, so the server is usable at once.

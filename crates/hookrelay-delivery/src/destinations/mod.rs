@@ -6,8 +6,10 @@
 
 pub mod sns;
 pub mod sqs;
+pub mod webhook;
 
 use hookrelay_core::event::is_valid_event_id;
+use hookrelay_core::limits::{AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES};
 use hookrelay_core::{EventHook, Secret, Target};
 use hookrelay_store::StoredEvent;
 
@@ -20,17 +22,46 @@ pub enum EntryOutcome {
     Failed(CallError),
 }
 
+/// An event on its way, with the number of this attempt (1 for the first).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub event: StoredEvent,
+    pub attempt: u32,
+}
+
+/// How a destination takes its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    /// Messages over `max_bytes` are dead-lettered as `too_large` (SQS and SNS).
+    pub size_limited: bool,
+}
+
+/// What a hook's destination needs to know about its app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppContext {
+    pub api_key: String,
+    /// `enable_hook_payload_compression`: gzip webhook bodies.
+    pub compress: bool,
+}
+
 /// A hook's destination, ready to send.
 #[derive(Clone)]
 pub enum Destination {
     Sqs(sqs::SqsDestination),
     Sns(sns::SnsDestination),
+    Webhook(webhook::WebhookDestination),
 }
 
 impl Destination {
-    /// The destination of a hook; `None` for hook types this build does not deliver yet.
-    pub async fn for_hook(clients: &AwsClients, hook: &EventHook) -> Option<Self> {
-        Some(match &hook.target {
+    pub async fn for_hook(
+        clients: &AwsClients,
+        http: &webhook::WebhookClient,
+        hook: &EventHook,
+        app: &AppContext,
+    ) -> Self {
+        match &hook.target {
             Target::Sqs {
                 queue_url,
                 region,
@@ -47,8 +78,13 @@ impl Destination {
                 clients.sns(region.as_str(), auth).await,
                 topic_arn,
             )),
-            Target::Webhook { .. } => return None,
-        })
+            Target::Webhook { url } => Self::Webhook(webhook::WebhookDestination::new(
+                http.clone(),
+                url,
+                &app.api_key,
+                app.compress,
+            )),
+        }
     }
 
     /// FIFO queues and topics keep order per group; the dispatcher sends their batches one at a
@@ -57,19 +93,44 @@ impl Destination {
         match self {
             Self::Sqs(d) => d.fifo,
             Self::Sns(d) => d.fifo,
+            Self::Webhook(_) => false,
         }
     }
 
-    /// Sends one batch (≤ 10 events, within the size limit). `Err` means the call as a whole
-    /// failed and nothing was delivered; `Ok` gives one outcome per event, in order.
+    pub fn limits(&self) -> BatchLimits {
+        match self {
+            Self::Sqs(_) | Self::Sns(_) => BatchLimits {
+                max_entries: AWS_MAX_BATCH_ENTRIES,
+                // SNS's batch limit; SQS's is now 1 MiB, but 256 KiB works with both everywhere.
+                max_bytes: AWS_MAX_MESSAGE_BYTES,
+                size_limited: true,
+            },
+            Self::Webhook(_) => BatchLimits {
+                max_entries: 1,
+                max_bytes: usize::MAX,
+                size_limited: false,
+            },
+        }
+    }
+
+    /// Whether a failed attempt is recorded even when the whole round failed. Webhook receivers
+    /// see the attempt number (`X-Webhook-Attempt`), so every attempt must count; SQS and SNS
+    /// calls that all fail leave their events in the log instead.
+    pub fn counts_attempts(&self) -> bool {
+        matches!(self, Self::Webhook(_))
+    }
+
+    /// Sends one batch (within [`Destination::limits`]). `Err` means the call as a whole failed
+    /// and nothing was delivered; `Ok` gives one outcome per event, in order.
     pub async fn send(
         &self,
-        events: &[StoredEvent],
+        batch: &[Outgoing],
         app_secret: &Secret,
     ) -> Result<Vec<EntryOutcome>, CallError> {
         match self {
-            Self::Sqs(d) => d.send(events, app_secret).await,
-            Self::Sns(d) => d.send(events, app_secret).await,
+            Self::Sqs(d) => d.send(batch, app_secret).await,
+            Self::Sns(d) => d.send(batch, app_secret).await,
+            Self::Webhook(d) => d.send(batch, app_secret).await,
         }
     }
 }
@@ -95,15 +156,8 @@ pub(crate) fn outcomes(
     successful: impl Iterator<Item = String>,
     failed: impl Iterator<Item = (String, CallError)>,
 ) -> Vec<EntryOutcome> {
-    let mut out = vec![
-        EntryOutcome::Failed(CallError {
-            code: "missing".into(),
-            message: "the batch response did not mention this entry".into(),
-            http_status: None,
-            permanent: false,
-        });
-        len
-    ];
+    let missing = CallError::transient("missing", "the batch response did not mention this entry");
+    let mut out = vec![EntryOutcome::Failed(missing); len];
     for id in successful {
         if let Some(slot) = id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
             *slot = EntryOutcome::Delivered;
@@ -120,10 +174,5 @@ pub(crate) fn outcomes(
 /// An SDK builder's error: a required field was missing. It cannot happen with the fields set
 /// here, but it is reported, never unwrapped.
 pub(crate) fn build_error(e: impl std::fmt::Display) -> CallError {
-    CallError {
-        code: "request".into(),
-        message: e.to_string(),
-        http_status: None,
-        permanent: false,
-    }
+    CallError::transient("request", e.to_string())
 }

@@ -6,7 +6,7 @@ use hookrelay_core::hook::TopicArn;
 use hookrelay_core::sign::signature_hex;
 use hookrelay_store::StoredEvent;
 
-use super::{EntryOutcome, body_text, build_error, fifo_group, outcomes};
+use super::{EntryOutcome, Outgoing, body_text, build_error, fifo_group, outcomes};
 use crate::aws::{CallError, call_error, entry_error};
 use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
 
@@ -62,11 +62,13 @@ impl SnsDestination {
 
     pub async fn send(
         &self,
-        events: &[StoredEvent],
+        batch: &[Outgoing],
         app_secret: &Secret,
     ) -> Result<Vec<EntryOutcome>, CallError> {
-        let mut entries = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
+        let events = batch.iter().map(|o| &o.event);
+        let len = batch.len();
+        let mut entries = Vec::with_capacity(len);
+        for (i, event) in events.enumerate() {
             let mut entry = PublishBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message(body_text(event));
@@ -89,7 +91,7 @@ impl SnsDestination {
             .await
             .map_err(|e| call_error(&e))?;
         Ok(outcomes(
-            events.len(),
+            len,
             out.successful
                 .unwrap_or_default()
                 .into_iter()

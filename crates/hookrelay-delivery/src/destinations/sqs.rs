@@ -6,7 +6,7 @@ use hookrelay_core::hook::QueueUrl;
 use hookrelay_core::sign::signature_hex;
 use hookrelay_store::StoredEvent;
 
-use super::{EntryOutcome, body_text, build_error, fifo_group, outcomes};
+use super::{EntryOutcome, Outgoing, body_text, build_error, fifo_group, outcomes};
 use crate::aws::{CallError, call_error, entry_error};
 use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
 
@@ -67,11 +67,12 @@ impl SqsDestination {
 
     pub async fn send(
         &self,
-        events: &[StoredEvent],
+        batch: &[Outgoing],
         app_secret: &Secret,
     ) -> Result<Vec<EntryOutcome>, CallError> {
+        let events = batch.iter().map(|o| &o.event);
+        let len = batch.len();
         let entries = events
-            .iter()
             .enumerate()
             .map(|(i, e)| self.entry(i, e, app_secret))
             .collect::<Result<Vec<_>, _>>()?;
@@ -84,7 +85,7 @@ impl SqsDestination {
             .await
             .map_err(|e| call_error(&e))?;
         Ok(outcomes(
-            events.len(),
+            len,
             out.successful.into_iter().map(|s| s.id),
             out.failed.into_iter().map(|f| {
                 (

@@ -1,0 +1,298 @@
+//! Webhooks: one signed `POST` per event, the event JSON exactly as stored as the body.
+//!
+//! Headers are the ones Stream's SDK verifiers expect (reference §9): `X-Webhook-Id` (the event
+//! id, the same on every retry), `X-Webhook-Attempt` (1, 2, …), `X-Api-Key`, and `X-Signature`
+//! (lowercase hex HMAC-SHA256 of the uncompressed body with the app's API secret). With the app's
+//! `enable_hook_payload_compression`, the body is gzipped (`Content-Encoding: gzip`).
+//!
+//! What an answer means: 2xx delivered; 408, 429, 5xx, timeouts and connection errors are retried
+//! (honouring `Retry-After`); any other answer (4xx, and 3xx since redirects are not followed) is
+//! retried at most 3 times in all, then dead-lettered: a receiver that refuses an event rarely
+//! changes its mind, and the dead letter can be replayed.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookrelay_core::Secret;
+use hookrelay_core::hook::WebhookUrl;
+use hookrelay_core::sign::signature_hex;
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+
+use super::{EntryOutcome, Outgoing};
+use crate::aws::CallError;
+
+/// Attempts a non-retryable answer (4xx) gets before its event becomes a dead letter.
+const REFUSED_ATTEMPTS: u32 = 3;
+/// Bytes of a failed answer's body kept in `last_error`.
+const KEPT_BODY_BYTES: usize = 1024;
+/// Bytes of a successful answer's body read (so the connection can be reused) before giving up on it.
+const DRAINED_BODY_BYTES: usize = 64 * 1024;
+
+/// Settings of the webhook HTTP client, from the server config.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Limit on one request, answer included.
+    pub timeout: Duration,
+    /// Requests in flight per hook.
+    pub in_flight: usize,
+    /// Receivers in these address ranges are refused (empty: all allowed, since self-hosted
+    /// receivers often live on private networks).
+    pub deny: Vec<IpNet>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(6),
+            in_flight: 16,
+            deny: Vec::new(),
+        }
+    }
+}
+
+/// The shared HTTP client: one connection pool for all hooks.
+#[derive(Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    deny: Arc<Vec<IpNet>>,
+}
+
+/// Resolves names with the system resolver, then drops addresses in the deny-list, so a name
+/// cannot lead the client to a refused range (checked at connection time, not only at save time).
+struct DenyingResolver {
+    deny: Arc<Vec<IpNet>>,
+}
+
+impl Resolve for DenyingResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let deny = self.deny.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| !denied(&deny, a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to denied addresses").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+fn denied(deny: &[IpNet], ip: IpAddr) -> bool {
+    deny.iter().any(|net| net.contains(&ip))
+}
+
+impl WebhookClient {
+    pub fn new(settings: &WebhookSettings) -> Result<Self, reqwest::Error> {
+        let deny = Arc::new(settings.deny.clone());
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(3)))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(settings.in_flight.max(1))
+            .dns_resolver(Arc::new(DenyingResolver { deny: deny.clone() }))
+            .build()?;
+        Ok(Self { http, deny })
+    }
+}
+
+#[derive(Clone)]
+pub struct WebhookDestination {
+    client: WebhookClient,
+    url: String,
+    api_key: HeaderValue,
+    compress: bool,
+}
+
+impl WebhookDestination {
+    pub fn new(client: WebhookClient, url: &WebhookUrl, api_key: &str, compress: bool) -> Self {
+        Self {
+            client,
+            url: url.as_str().to_owned(),
+            api_key: HeaderValue::from_str(api_key).unwrap_or(HeaderValue::from_static("")),
+            compress,
+        }
+    }
+
+    /// Sends each event as its own request (the worker gives one per batch).
+    pub async fn send(
+        &self,
+        batch: &[Outgoing],
+        app_secret: &Secret,
+    ) -> Result<Vec<EntryOutcome>, CallError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for out in batch {
+            outcomes.push(match self.post(out, app_secret).await {
+                Ok(()) => EntryOutcome::Delivered,
+                Err(e) if batch.len() == 1 => return Err(e),
+                Err(e) => EntryOutcome::Failed(e),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    async fn post(&self, out: &Outgoing, app_secret: &Secret) -> Result<(), CallError> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| CallError {
+            permanent: true,
+            ..CallError::transient("url", e.to_string())
+        })?;
+        if let Some(host) = url.host_str()
+            && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
+            && denied(&self.client.deny, ip)
+        {
+            return Err(CallError::transient(
+                "denied",
+                format!("{ip} is in webhook.deny_cidrs"),
+            ));
+        }
+        let payload = &out.event.payload;
+        let signature = signature_hex(app_secret.expose().as_bytes(), payload);
+        let mut request = self
+            .client
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("X-Webhook-Id", &out.event.id)
+            .header("X-Webhook-Attempt", out.attempt.to_string())
+            .header("X-Api-Key", self.api_key.clone())
+            .header("X-Signature", signature);
+        request = if self.compress {
+            request.header(CONTENT_ENCODING, "gzip").body(gzip(payload))
+        } else {
+            request.body(payload.to_vec())
+        };
+        let mut response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            // Read (a bounded part of) the answer so the connection goes back to the pool.
+            let mut read = 0;
+            while read < DRAINED_BODY_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    _ => break,
+                }
+            }
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        while body.len() < KEPT_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(KEPT_BODY_BYTES);
+        let code = status.as_u16();
+        let retryable = code == 408 || code == 429 || status.is_server_error();
+        Err(CallError {
+            code: format!("HTTP {code}"),
+            message: String::from_utf8_lossy(&body).into_owned(),
+            http_status: Some(code),
+            permanent: false,
+            retry_after,
+            max_attempts: (!retryable).then_some(REFUSED_ATTEMPTS),
+        })
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(data);
+    encoder.finish().unwrap_or_default()
+}
+
+fn transport_error(e: reqwest::Error) -> CallError {
+    let code = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection"
+    } else {
+        "transport"
+    };
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    CallError::transient(code, message)
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate_to_unix(value.trim())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(Duration::from_secs((when - now).max(0) as u64))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires senders to use.
+fn httpdate_to_unix(s: &str) -> Option<i64> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let dt = time::PrimitiveDateTime::parse(s, &format).ok()?;
+    Some(dt.assume_utc().unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn deny_list_matches_ranges() {
+        let deny: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert!(denied(&deny, "10.1.2.3".parse().unwrap()));
+        assert!(denied(&deny, "::1".parse().unwrap()));
+        assert!(!denied(&deny, "127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let data = br#"{"type":"message.new","text":"hello hello hello"}"#;
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gzip(data)[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out.as_bytes(), data);
+    }
+}
