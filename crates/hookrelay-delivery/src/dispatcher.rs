@@ -73,8 +73,9 @@ pub struct DeliveryHandle {
 }
 
 impl DeliveryHandle {
-    /// Hooks were created, changed or deleted: the dispatcher re-reads them now.
-    pub fn hooks_changed(&self) {
+    /// Hooks, or app settings their delivery depends on (compression, keys), changed: the
+    /// dispatcher re-reads them now.
+    pub fn config_changed(&self) {
         // notify_one keeps a permit when the dispatcher is busy, so no change is missed.
         self.changed.notify_one();
     }
