@@ -30,6 +30,18 @@ fn hook(id: &str, enabled: bool, types: &[&str]) -> EventHook {
     }
 }
 
+/// A retry entry for `seq`, due `due_in_ms` from now.
+fn retry(seq: i64, attempts: u32, due_in_ms: i64, last_error: &str) -> RetryRecord {
+    let now = Timestamp::now();
+    RetryRecord {
+        seq,
+        attempts,
+        first_failed_at: now,
+        next_attempt_at: now.saturating_add_millis(due_in_ms),
+        last_error: last_error.into(),
+    }
+}
+
 fn event(id: &str, ty: &str) -> PreparedEvent {
     PreparedEvent {
         id: id.into(),
@@ -136,13 +148,7 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
 
     // Deleting a hook deletes its pending work.
     let mut p = Progress::new(a.id.clone());
-    p.retries.push(RetryRecord {
-        seq: 2,
-        attempts: 1,
-        first_failed_at: Timestamp::now(),
-        next_attempt_at: Timestamp::now(),
-        last_error: "boom".into(),
-    });
+    p.retries.push(retry(2, 1, 0, "boom"));
     store.record_progress(p).await.unwrap();
     store.replace_hooks(app, vec![]).await.unwrap();
     assert!(store.hooks(app).await.unwrap().is_empty());
@@ -150,13 +156,7 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
     // Nothing comes back for it when a late worker reports.
     let mut late = Progress::new(a.id.clone());
     late.cursor = Some(2);
-    late.retries.push(RetryRecord {
-        seq: 2,
-        attempts: 2,
-        first_failed_at: Timestamp::now(),
-        next_attempt_at: Timestamp::now(),
-        last_error: "late".into(),
-    });
+    late.retries.push(retry(2, 2, 0, "late"));
     store.record_progress(late).await.unwrap();
     assert!(
         store
@@ -341,13 +341,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs() {
         .unwrap();
     let mut p = Progress::new(h.id.clone());
     p.cursor = Some(3);
-    p.retries.push(RetryRecord {
-        seq: 1,
-        attempts: 1,
-        first_failed_at: Timestamp::now(),
-        next_attempt_at: Timestamp::now(),
-        last_error: "x".into(),
-    });
+    p.retries.push(retry(1, 1, 0, "x"));
     store.record_progress(p).await.unwrap();
     // Nothing is old enough yet.
     assert_eq!(
