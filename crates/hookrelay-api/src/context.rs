@@ -28,6 +28,13 @@ pub fn duration() -> String {
     format!("{:.2}ms", elapsed.as_secs_f64() * 1000.0)
 }
 
+/// Seconds since the request started.
+pub fn elapsed_secs() -> f64 {
+    CONTEXT
+        .try_with(|c| c.started.elapsed().as_secs_f64())
+        .unwrap_or_default()
+}
+
 /// The Stream operation name of the current request (`GetApp`, `UpdateApp`, …).
 pub fn operation() -> &'static str {
     CONTEXT.try_with(|c| c.operation).unwrap_or("Request")
@@ -42,6 +49,7 @@ fn operation_of(method: &Method, path: &str) -> &'static str {
         ("POST", "/check_sns") => "CheckSNS",
         ("GET", "/hook/events") => "GetHookEvents",
         ("POST", "/v1/events") => "IngestEvents",
+        (_, p) if p.starts_with("/v1/hooks") && p.contains("replay") => "Replay",
         (_, p) if p.starts_with("/v1/hooks") => "Hooks",
         _ => "Request",
     }

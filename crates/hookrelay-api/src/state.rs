@@ -32,6 +32,8 @@ pub struct AppState {
     pub apps: Arc<AppCache>,
     pub limits: ApiLimits,
     pub delivery: hookrelay_delivery::DeliveryHandle,
+    /// Renders `/metrics`; `None` when metrics are disabled.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -39,12 +41,14 @@ impl AppState {
         store: Arc<dyn Store>,
         limits: ApiLimits,
         delivery: hookrelay_delivery::DeliveryHandle,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
         Self {
             store,
             apps: Arc::new(AppCache::default()),
             limits,
             delivery,
+            metrics,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::check::CheckFailure;
 use crate::destinations::webhook::{WebhookClient, WebhookSettings};
 use crate::destinations::{AppContext, Destination};
 use crate::retry::RetryPolicy;
+use crate::stats::{HookLabels, HookStats, StatsRegistry};
 use crate::worker::Worker;
 
 /// How often the dispatcher re-reads the hooks even when nobody said they changed.
@@ -70,6 +71,8 @@ impl Default for DeliverySettings {
 pub struct DeliveryHandle {
     changed: Arc<Notify>,
     clients: Arc<AwsClients>,
+    stats: Arc<StatsRegistry>,
+    running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DeliveryHandle {
@@ -78,6 +81,16 @@ impl DeliveryHandle {
     pub fn config_changed(&self) {
         // notify_one keeps a permit when the dispatcher is busy, so no change is missed.
         self.changed.notify_one();
+    }
+
+    /// Whether the dispatcher's loop runs (for readiness checks).
+    pub fn is_running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Live figures of a hook this process has run.
+    pub fn stats(&self, hook: &HookId) -> Option<Arc<HookStats>> {
+        self.stats.get(hook)
     }
 
     pub async fn check(&self, app: &App, target: &Target) -> Result<(), CheckFailure> {
@@ -100,6 +113,8 @@ pub struct Dispatcher {
     http: WebhookClient,
     settings: Arc<DeliverySettings>,
     changed: Arc<Notify>,
+    stats: Arc<StatsRegistry>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
     running: HashMap<HookId, Running>,
 }
 
@@ -128,9 +143,13 @@ impl Dispatcher {
         let clients = AwsClients::new(&settings.aws).await;
         let http = WebhookClient::new(&settings.webhook)?;
         let changed = Arc::new(Notify::new());
+        let stats = Arc::new(StatsRegistry::default());
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handle = DeliveryHandle {
             changed: changed.clone(),
             clients: clients.clone(),
+            stats: stats.clone(),
+            running: alive.clone(),
         };
         let dispatcher = Self {
             store,
@@ -138,6 +157,8 @@ impl Dispatcher {
             http,
             settings: Arc::new(settings),
             changed,
+            stats,
+            alive,
             running: HashMap::new(),
         };
         Ok((dispatcher, handle))
@@ -146,6 +167,7 @@ impl Dispatcher {
     /// Runs until `shutdown` is cancelled, then stops every worker, letting each finish the
     /// round it is in (its sends and its progress write) first.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.alive.store(true, std::sync::atomic::Ordering::Relaxed);
         loop {
             if let Err(e) = self.reconcile().await {
                 tracing::error!(error = %e, "cannot read hooks; retrying");
@@ -156,6 +178,8 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => break,
             }
         }
+        self.alive
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let stopping: Vec<_> = self.running.drain().map(|(_, r)| r).collect();
         for r in &stopping {
             r.cancel.cancel();
@@ -169,9 +193,12 @@ impl Dispatcher {
         let hooks = self.store.all_hooks().await?;
         let mut secrets: HashMap<AppId, Option<App>> = HashMap::new();
         let mut wanted: HashMap<HookId, (AppId, EventHook)> = HashMap::new();
-        for (app, hook) in hooks {
-            if hook.enabled {
-                wanted.insert(hook.id.clone(), (app, hook));
+        let mut existing = std::collections::HashSet::new();
+        for record in hooks {
+            existing.insert(record.hook.id.clone());
+            // Disabled and paused hooks have no worker; paused ones keep their backlog.
+            if record.hook.enabled && !record.paused {
+                wanted.insert(record.hook.id.clone(), (record.app, record.hook));
             }
         }
         // Stop workers of hooks that are gone, disabled or changed.
@@ -200,6 +227,9 @@ impl Dispatcher {
                 let _ = r.task.await;
                 tracing::info!(hook_id = %id, "hook worker stopped");
             }
+            if !existing.contains(&id) {
+                self.stats.forget(&id);
+            }
         }
         // Start workers for hooks that have none.
         for (id, (app_id, hook)) in wanted {
@@ -215,7 +245,16 @@ impl Dispatcher {
             let destination =
                 Destination::for_hook(&self.clients, &self.http, &hook, &view.1).await;
             let cancel = CancellationToken::new();
+            let recorder = self.stats.recorder(
+                &id,
+                HookLabels {
+                    hook_id: id.to_string(),
+                    hook_type: hook.target.hook_type().as_str(),
+                    app_key: app.api_key.clone(),
+                },
+            );
             let worker = Worker {
+                recorder,
                 app: app_id,
                 app_secret: app.api_secret.clone(),
                 hook: hook.clone(),

@@ -7,6 +7,7 @@
 //! * `destinations/`: SQS and SNS (one module each), behind the [`destinations::Destination`] enum.
 //! * `aws`: client cache per region and credentials, and what an AWS error means.
 //! * `batch`, `retry`: pure functions for packing batches and scheduling retries.
+//! * `stats`: live per-hook figures and every Prometheus metric name.
 //! * `check`: `check_sqs` / `check_sns`.
 
 pub mod aws;
@@ -15,6 +16,7 @@ pub mod check;
 pub mod destinations;
 mod dispatcher;
 pub mod retry;
+pub mod stats;
 mod worker;
 
 pub use dispatcher::{DeliveryHandle, DeliverySettings, Dispatcher};

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use hookrelay_core::{EventFilter, EventHook, Secret, Timestamp};
 use hookrelay_store::{
-    AppId, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Seq, Store, StoredEvent,
+    AppId, Cursor, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Seq, Store,
+    StoreError, StoredEvent,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,7 @@ use crate::batch::{aws_message_size, pack};
 use crate::destinations::{Destination, EntryOutcome, Outgoing};
 use crate::dispatcher::DeliverySettings;
 use crate::retry::Next;
+use crate::stats::HookRecorder;
 
 /// Retry entries taken per round.
 const RETRIES_PER_ROUND: usize = 200;
@@ -50,6 +52,7 @@ pub(crate) struct Worker {
     pub store: Arc<dyn Store>,
     pub settings: Arc<DeliverySettings>,
     pub cancel: CancellationToken,
+    pub recorder: HookRecorder,
 }
 
 enum Round {
@@ -91,14 +94,17 @@ impl Worker {
             let wait = match self.round(&mut cursor, failures > 0).await {
                 Ok(Round::Progressed) => {
                     failures = 0;
+                    self.recorder.destination_up();
                     continue;
                 }
                 Ok(Round::Idle) => {
                     failures = 0;
+                    self.recorder.destination_up();
                     self.idle_wait().await
                 }
                 Ok(Round::DestinationDown(error)) => {
                     failures += 1;
+                    self.recorder.destination_down(&error);
                     let delay = self.settings.hook_backoff.delay(failures).max(
                         error
                             .retry_after
@@ -108,6 +114,14 @@ impl Worker {
                     tracing::warn!(hook_id = %hook_id, %error, failures, backoff_ms = delay.as_millis() as u64,
                         "destination failed every call; backing off");
                     delay
+                }
+                Err(StoreError::Stale(_)) => {
+                    // Rewound (replay since) while this round ran: start again from the new cursor.
+                    match self.store.cursor(&hook_id).await {
+                        Ok(Some(c)) => cursor = c,
+                        _ => return,
+                    }
+                    continue;
                 }
                 Err(error) => {
                     tracing::error!(hook_id = %hook_id, %error, "store error in delivery round");
@@ -138,7 +152,13 @@ impl Worker {
         Item { event, size, prior }
     }
 
-    async fn round(&self, cursor: &mut Seq, probing: bool) -> hookrelay_store::Result<Round> {
+    async fn round(&self, cursor: &mut Cursor, probing: bool) -> hookrelay_store::Result<Round> {
+        // A rewind (replay since) changes the stored cursor under a new epoch: adopt it.
+        match self.store.cursor(&self.hook.id).await? {
+            Some(stored) if stored.epoch != cursor.epoch => *cursor = stored,
+            Some(_) => {}
+            None => return Ok(Round::Idle), // deleted: the dispatcher stops this worker
+        }
         let now = Timestamp::now();
         let due = self
             .store
@@ -146,14 +166,14 @@ impl Worker {
             .await?;
         let events = self
             .store
-            .read_events(self.app, *cursor, self.settings.read_batch)
+            .read_events(self.app, cursor.seq, self.settings.read_batch)
             .await?;
         if due.is_empty() && events.is_empty() {
             return Ok(Round::Idle);
         }
         let last_read = events.last().map(|e| e.seq);
         let limits = self.destination.limits();
-        let mut progress = Progress::new(self.hook.id.clone());
+        let mut progress = Progress::new(self.hook.id.clone(), cursor.epoch);
         let mut items: Vec<Item> = due
             .into_iter()
             .map(|d| Self::item(d.event, Some((d.attempts, d.first_failed_at))))
@@ -166,6 +186,8 @@ impl Worker {
             if limits.size_limited && item.size > limits.max_bytes {
                 // The seeds' rule: over 256 KB is not sent. It is recorded, never silent.
                 tracing::warn!(hook_id = %self.hook.id, event_id = %item.event.id, bytes = item.size, "event too large for SQS/SNS");
+                self.recorder
+                    .dead_lettered(DeadLetterReason::TooLarge.as_str());
                 progress.dead_letters.push(DeadLetterRecord {
                     last_error: format!(
                         "the message is {} bytes with its attributes; SQS and SNS take at most {}",
@@ -223,6 +245,8 @@ impl Worker {
             for (item, outcome) in batch.into_iter().zip(outcomes) {
                 match outcome {
                     EntryOutcome::Delivered => {
+                        let latency = (now.millis() - item.event.created_at.millis()).max(0);
+                        self.recorder.delivered(latency as f64 / 1000.0);
                         if item.prior.is_some() {
                             progress.retries_done.push(item.event.seq);
                         }
@@ -251,10 +275,10 @@ impl Worker {
             Some(seq) => Some(seq - 1),
             None => last_read,
         };
-        progress.cursor = new_cursor.filter(|c| *c > *cursor);
+        progress.cursor = new_cursor.filter(|c| *c > cursor.seq);
         self.store.record_progress(progress).await?;
         if let Some(c) = new_cursor {
-            *cursor = c.max(*cursor);
+            cursor.seq = c.max(cursor.seq);
         }
         let stopped_early = fifo && unsent_from.is_some();
         match last_error {
@@ -285,6 +309,7 @@ impl Worker {
                 };
                 let dest = self.destination.clone();
                 let secret = self.app_secret.clone();
+                self.recorder.sending(batch.len());
                 tasks.spawn(async move {
                     let outgoing: Vec<Outgoing> = batch
                         .iter()
@@ -304,6 +329,7 @@ impl Worker {
                 tracing::error!(hook_id = %self.hook.id, "a send task died; the round is repeated");
                 return None;
             };
+            self.recorder.sent(batch.len());
             // The service refused the batch for the content of some entry: send each entry
             // alone, so only the guilty one fails and the others are delivered.
             if let Err(e) = &result
@@ -360,7 +386,9 @@ impl Worker {
                 }
             }
         };
+        self.recorder.failed(&error, give_up.is_none());
         if let Some(reason) = give_up {
+            self.recorder.dead_lettered(reason.as_str());
             tracing::warn!(hook_id = %self.hook.id, event_id = %item.event.id, reason = reason.as_str(), %error, "dead letter");
             progress.dead_letters.push(DeadLetterRecord {
                 event: item.event,

@@ -41,6 +41,8 @@ pub enum StoreError {
     ApiKeyTaken(String),
     #[error("the store is shut down")]
     Closed,
+    #[error("hook {0} was rewound since this round started; its progress is not recorded")]
+    Stale(HookId),
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -61,8 +63,8 @@ pub trait Store: Send + Sync + 'static {
     // --- hooks ---
     /// The app's hooks, in the order they were given.
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>>;
-    /// Every hook of every app: what the dispatcher runs.
-    async fn all_hooks(&self) -> Result<Vec<(AppId, EventHook)>>;
+    /// Every hook of every app, with its operational state: what the dispatcher runs.
+    async fn all_hooks(&self) -> Result<Vec<HookRecord>>;
     /// Makes `hooks` the app's whole list, atomically. Hooks not in it are deleted with their
     /// pending work; new hooks, and hooks switched from disabled to enabled, start at the head of
     /// the log (no backfill); other hooks keep their cursor.
@@ -79,7 +81,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- delivery progress ---
     /// The hook's cursor: every event at or below it has been delivered, retried or dead-lettered.
-    async fn cursor(&self, hook: &HookId) -> Result<Option<Seq>>;
+    async fn cursor(&self, hook: &HookId) -> Result<Option<Cursor>>;
     /// Retry entries of the hook due at `now`, oldest first, with their events.
     async fn due_retries(
         &self,
@@ -89,7 +91,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DueRetry>>;
     /// When the hook's next retry entry is due, if it has any.
     async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>>;
-    /// Applies one round of delivery results in one transaction (see [`Progress`]).
+    /// Applies one round of delivery results in one transaction (see [`Progress`]). Fails with
+    /// [`StoreError::Stale`] if the hook was rewound since the round's epoch.
     async fn record_progress(&self, progress: Progress) -> Result<()>;
     /// Dead letters of a hook, newest first, `limit` after the `before` id when paging.
     async fn dead_letters(
@@ -98,6 +101,25 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>>;
+
+    // --- operations ---
+    /// Pauses or resumes a hook. Returns false if there is no such hook.
+    async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool>;
+    /// Moves the hook's cursor back to just before its app's first retained event created at or
+    /// after `since`, and bumps its epoch. Returns how many retained events of the app are now
+    /// after the cursor, or `None` if there is no such hook.
+    async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>>;
+    /// Puts dead letters (all of the hook's, or those with these event ids) back into delivery as
+    /// retry entries due now, and removes them from the list. Returns how many.
+    async fn replay_dead_letters(
+        &self,
+        hook: &HookId,
+        event_ids: Option<Vec<String>>,
+    ) -> Result<u64>;
+    /// What the hook still has to do.
+    async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>>;
+    /// Whether the store accepts writes (for readiness checks).
+    async fn check_writable(&self) -> Result<()>;
 
     // --- housekeeping ---
     /// Deletes events older than `older_than` that every enabled hook's cursor has passed and no

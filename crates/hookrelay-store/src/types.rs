@@ -124,10 +124,41 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
 }
 
+/// A hook as the dispatcher sees it: its configuration and its operational state.
+#[derive(Debug, Clone)]
+pub struct HookRecord {
+    pub app: AppId,
+    pub hook: hookrelay_core::EventHook,
+    /// Paused through the operations API: delivery stops, the backlog is kept.
+    pub paused: bool,
+}
+
+/// Where a hook's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub seq: Seq,
+    /// Changes when the cursor is rewound; progress recorded under an older epoch is refused.
+    pub epoch: i64,
+}
+
+/// What a hook still has to do, from the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookBacklog {
+    pub cursor: Seq,
+    /// Events of the app after the cursor (the hook's filter not applied), capped at 1,000,000.
+    pub events_behind: u64,
+    pub retries: u64,
+    pub dead_letters: u64,
+    /// Creation time of the oldest event still to deliver (after the cursor or in the retry set).
+    pub oldest_pending: Option<Timestamp>,
+}
+
 /// One round of a hook's delivery results, applied atomically by [`crate::Store::record_progress`].
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub hook: HookId,
+    /// The epoch the round started under (see [`Cursor`]).
+    pub epoch: i64,
     /// Move the cursor forward to this sequence number (never backwards).
     pub cursor: Option<Seq>,
     /// Insert or update these retry entries.
@@ -138,9 +169,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(hook: HookId) -> Self {
+    pub fn new(hook: HookId, epoch: i64) -> Self {
         Self {
             hook,
+            epoch,
             cursor: None,
             retries: Vec::new(),
             retries_done: Vec::new(),

@@ -128,7 +128,7 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
     );
     assert_eq!(got[0].secret().unwrap().expose(), "shh");
     // New hooks start at the head: e1 is not theirs.
-    assert_eq!(store.cursor(&a.id).await.unwrap(), Some(1));
+    assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), Some(1));
 
     store
         .append(app, vec![event("e2", "message.new")])
@@ -143,18 +143,18 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
         .replace_hooks(app, vec![a.clone(), b_on])
         .await
         .unwrap();
-    assert_eq!(store.cursor(&a.id).await.unwrap(), Some(1));
-    assert_eq!(store.cursor(&b.id).await.unwrap(), Some(2));
+    assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), Some(1));
+    assert_eq!(store.cursor(&b.id).await.unwrap().map(|c| c.seq), Some(2));
 
     // Deleting a hook deletes its pending work.
-    let mut p = Progress::new(a.id.clone());
+    let mut p = Progress::new(a.id.clone(), 0);
     p.retries.push(retry(2, 1, 0, "boom"));
     store.record_progress(p).await.unwrap();
     store.replace_hooks(app, vec![]).await.unwrap();
     assert!(store.hooks(app).await.unwrap().is_empty());
-    assert_eq!(store.cursor(&a.id).await.unwrap(), None);
+    assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), None);
     // Nothing comes back for it when a late worker reports.
-    let mut late = Progress::new(a.id.clone());
+    let mut late = Progress::new(a.id.clone(), 0);
     late.cursor = Some(2);
     late.retries.push(retry(2, 2, 0, "late"));
     store.record_progress(late).await.unwrap();
@@ -259,7 +259,7 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
         .unwrap();
     let events = store.read_events(app, 0, 10).await.unwrap();
     let now = Timestamp::now();
-    let mut p = Progress::new(h.id.clone());
+    let mut p = Progress::new(h.id.clone(), 0);
     p.cursor = Some(3);
     p.retries.push(RetryRecord {
         seq: 2,
@@ -275,7 +275,7 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
         last_error: "300000 bytes".into(),
     });
     store.record_progress(p).await.unwrap();
-    assert_eq!(store.cursor(&h.id).await.unwrap(), Some(3));
+    assert_eq!(store.cursor(&h.id).await.unwrap().map(|c| c.seq), Some(3));
     assert!(
         store.due_retries(&h.id, now, 10).await.unwrap().is_empty(),
         "not due yet"
@@ -296,11 +296,11 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
     );
 
     // The cursor never moves back.
-    let mut back = Progress::new(h.id.clone());
+    let mut back = Progress::new(h.id.clone(), 0);
     back.cursor = Some(1);
     back.retries_done.push(2);
     store.record_progress(back).await.unwrap();
-    assert_eq!(store.cursor(&h.id).await.unwrap(), Some(3));
+    assert_eq!(store.cursor(&h.id).await.unwrap().map(|c| c.seq), Some(3));
     assert!(
         store
             .due_retries(&h.id, later, 10)
@@ -339,7 +339,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs() {
         .append(app, (1..=4).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
         .unwrap();
-    let mut p = Progress::new(h.id.clone());
+    let mut p = Progress::new(h.id.clone(), 0);
     p.cursor = Some(3);
     p.retries.push(retry(1, 1, 0, "x"));
     store.record_progress(p).await.unwrap();
@@ -369,4 +369,130 @@ async fn garbage_collection_spares_what_a_hook_still_needs() {
     let appended = store.append(app, vec![event("e5", "t")]).await.unwrap();
     assert_eq!(appended[0].seq, Some(5));
     let _ = HookId::generate();
+}
+
+#[tokio::test]
+async fn rewind_fences_rounds_started_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
+    let h = hook("h", true, &[]);
+    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    let start = Timestamp::now();
+    store
+        .append(app, (1..=5).map(|i| event(&format!("e{i}"), "t")).collect())
+        .await
+        .unwrap();
+    let before = store.cursor(&h.id).await.unwrap().unwrap();
+    let mut done = Progress::new(h.id.clone(), before.epoch);
+    done.cursor = Some(5);
+    store.record_progress(done).await.unwrap();
+
+    // Rewind to the start: all 5 events are after the cursor again, under a new epoch.
+    assert_eq!(store.rewind(&h.id, start).await.unwrap(), Some(5));
+    let after = store.cursor(&h.id).await.unwrap().unwrap();
+    assert_eq!(after.seq, 0);
+    assert_ne!(after.epoch, before.epoch);
+    // A round that began before the rewind cannot undo it.
+    let mut stale = Progress::new(h.id.clone(), before.epoch);
+    stale.cursor = Some(5);
+    assert!(matches!(
+        store.record_progress(stale).await,
+        Err(StoreError::Stale(_))
+    ));
+    assert_eq!(store.cursor(&h.id).await.unwrap().unwrap().seq, 0);
+
+    let backlog = store.backlog(app, &h.id).await.unwrap().unwrap();
+    assert_eq!(
+        (backlog.events_behind, backlog.retries, backlog.dead_letters),
+        (5, 0, 0)
+    );
+    assert!(backlog.oldest_pending.is_some());
+    assert!(
+        store
+            .rewind(&HookId::try_from("nope".to_owned()).unwrap(), start)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn pause_and_dead_letter_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
+    let h = hook("h", true, &[]);
+    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    assert!(store.set_paused(&h.id, true).await.unwrap());
+    assert!(store.all_hooks().await.unwrap()[0].paused);
+    // A PATCH of the hook list keeps the operational state.
+    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    assert!(store.all_hooks().await.unwrap()[0].paused);
+    assert!(store.set_paused(&h.id, false).await.unwrap());
+
+    store
+        .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
+        .await
+        .unwrap();
+    let events = store.read_events(app, 0, 10).await.unwrap();
+    let epoch = store.cursor(&h.id).await.unwrap().unwrap().epoch;
+    let mut p = Progress::new(h.id.clone(), epoch);
+    p.cursor = Some(events[2].seq);
+    for e in &events[..2] {
+        p.dead_letters.push(DeadLetterRecord {
+            event: e.clone(),
+            reason: DeadLetterReason::RetriesExhausted,
+            attempts: 5,
+            last_error: "HTTP 500".into(),
+        });
+    }
+    store.record_progress(p).await.unwrap();
+    // Retention deletes the dead-lettered events from the log; the dead letters keep a copy.
+    let future = Timestamp::now().saturating_add_millis(1000);
+    assert_eq!(store.collect_garbage(future).await.unwrap(), 3);
+
+    let mut woken = store.subscribe_appends();
+    woken.borrow_and_update();
+    assert_eq!(
+        store
+            .replay_dead_letters(&h.id, Some(vec!["e2".into()]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(woken.has_changed().unwrap(), "workers are woken");
+    let due = store
+        .due_retries(&h.id, Timestamp::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].event.id.as_str(), due[0].attempts), ("e2", 0));
+    assert_eq!(
+        &due[0].event.payload[..],
+        &events[1].payload[..],
+        "restored from the dead letter"
+    );
+    let left = store.dead_letters(&h.id, None, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
+        vec!["e1"]
+    );
+    assert_eq!(store.replay_dead_letters(&h.id, None).await.unwrap(), 1);
+    assert!(
+        store
+            .dead_letters(&h.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.check_writable().await.unwrap();
 }

@@ -30,11 +30,16 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log as JSON lines instead of human-readable text.
     pub log_json: bool,
+    /// After SIGTERM, how long the server may take to finish requests and delivery rounds
+    /// before it exits anyway (nothing accepted is lost either way: it is in the store).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     pub limits: Limits,
     pub delivery: Delivery,
     pub aws: Aws,
     pub webhook: Webhook,
     pub retention: Retention,
+    pub metrics: Metrics,
 }
 
 impl Default for Config {
@@ -43,11 +48,13 @@ impl Default for Config {
             listen: "127.0.0.1:3030".parse().expect("a valid literal address"),
             data_dir: PathBuf::from("./hookrelay-data"),
             log_json: false,
+            shutdown_grace: Duration::from_secs(30),
             limits: Limits::default(),
             delivery: Delivery::default(),
             aws: Aws::default(),
             webhook: Webhook::default(),
             retention: Retention::default(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -135,6 +142,19 @@ impl Default for Webhook {
             in_flight: 16,
             deny_cidrs: Vec::new(),
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve Prometheus metrics at `GET /metrics` (no authentication).
+    pub enabled: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

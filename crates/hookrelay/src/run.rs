@@ -44,13 +44,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.limits.max_body_bytes,
         max_event_bytes: config.limits.max_event_bytes,
     };
-    let router = hookrelay_api::router(AppState::new(store.clone(), limits, delivery));
+    let metrics = if config.metrics.enabled {
+        Some(install_metrics(shutdown.clone())?)
+    } else {
+        None
+    };
+    let router = hookrelay_api::router(AppState::new(store.clone(), limits, delivery, metrics));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "hookrelay is serving");
 
     tokio::spawn(signal_shutdown(shutdown.clone()));
+    tokio::spawn(shutdown_watchdog(shutdown.clone(), config.shutdown_grace));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
@@ -61,6 +67,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = gc.await;
     tracing::info!("hookrelay stopped");
     Ok(())
+}
+
+/// The Prometheus recorder every `metrics::` call records into; `/metrics` renders it.
+fn install_metrics(
+    shutdown: CancellationToken,
+) -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    // Seconds, from 1 ms to 1 min: delivery latency, ingest requests, store commits.
+    const BUCKETS: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("hookrelay_store_commit_events".into()),
+            &[1.0, 10.0, 100.0, 1000.0, 10000.0],
+        )?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    // Without an HTTP exporter, the handle needs its periodic upkeep (histogram rotation).
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => upkeep.run_upkeep(),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+    Ok(handle)
 }
 
 fn delivery_settings(config: &Config) -> anyhow::Result<DeliverySettings> {
@@ -170,6 +208,18 @@ async fn signal_shutdown(shutdown: CancellationToken) {
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutdown requested");
     shutdown.cancel();
+}
+
+/// Ends the process if the orderly shutdown takes longer than the grace period (a stuck client
+/// or destination). Accepted events are durable already; in-flight rounds are simply repeated.
+async fn shutdown_watchdog(shutdown: CancellationToken, grace: std::time::Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace).await;
+    tracing::error!(
+        grace_ms = grace.as_millis() as u64,
+        "shutdown grace period exceeded; exiting now"
+    );
+    std::process::exit(1);
 }
 
 fn init_logging(json: bool) {

@@ -72,7 +72,15 @@ pub async fn ingest(
             .map_err(|reason| ApiError::field(&format!("events[{i}]"), &reason))?;
         prepared.push(event);
     }
+    let bytes: usize = prepared.iter().map(|e| e.payload.len()).sum();
+    let count = prepared.len();
     let appended = state.store.append(app.id, prepared).await?;
+    hookrelay_delivery::stats::record_ingest(
+        &app.api_key,
+        count,
+        bytes,
+        crate::context::elapsed_secs(),
+    );
     let events: Vec<Value> = appended
         .into_iter()
         .map(|a| match a.seq {

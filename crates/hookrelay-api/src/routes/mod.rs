@@ -4,4 +4,7 @@ pub mod app_settings;
 pub mod check;
 pub mod dead_letters;
 pub mod events;
+pub mod health;
 pub mod hook_events;
+pub mod hooks;
+pub mod metrics;

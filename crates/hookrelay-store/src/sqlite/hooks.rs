@@ -7,15 +7,15 @@ use hookrelay_core::EventHook;
 use rusqlite::{Connection, params};
 
 use crate::sqlite::events::high_water_mark;
-use crate::{AppId, Result, SecretBox, StoreError};
+use crate::{AppId, HookRecord, Result, SecretBox, StoreError};
 
 pub fn select(
     conn: &Connection,
     secrets: &SecretBox,
     app: Option<AppId>,
-) -> Result<Vec<(AppId, EventHook)>> {
+) -> Result<Vec<HookRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT app_id, spec, secret FROM hooks WHERE ?1 IS NULL OR app_id = ?1 ORDER BY app_id, position",
+        "SELECT app_id, spec, secret, paused FROM hooks WHERE ?1 IS NULL OR app_id = ?1 ORDER BY app_id, position",
     )?;
     let mut rows = stmt.query([app])?;
     let mut out = Vec::new();
@@ -27,7 +27,11 @@ pub fn select(
         if let Some(blob) = secret {
             hook.set_secret(secrets.open(&blob)?);
         }
-        out.push((r.get(0)?, hook));
+        out.push(HookRecord {
+            app: r.get(0)?,
+            hook,
+            paused: r.get(3)?,
+        });
     }
     Ok(out)
 }

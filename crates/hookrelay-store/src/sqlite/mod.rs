@@ -30,8 +30,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    App, AppId, AppSettings, Appended, DeadLetter, DueRetry, Progress, Result, SecretBox, Seq,
-    Store, StoreError, StoredEvent,
+    App, AppId, AppSettings, Appended, Cursor, DeadLetter, DueRetry, HookBacklog, HookRecord,
+    Progress, Result, SecretBox, Seq, Store, StoreError, StoredEvent,
 };
 
 /// How many queued operations one group commit takes at most; bounds the transaction's size.
@@ -211,6 +211,14 @@ enum Outcome {
 /// others commit. Replies go out only after the commit, i.e. after the fsync.
 fn commit_group(conn: &mut Connection, group: Vec<WriteOp>, appended: &watch::Sender<Seq>) {
     let now = Timestamp::now();
+    let started = std::time::Instant::now();
+    let events: usize = group
+        .iter()
+        .map(|op| match op {
+            WriteOp::Append { events, .. } => events.len(),
+            _ => 0,
+        })
+        .sum();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut max_seq = None;
     let tx = match conn.transaction() {
@@ -241,6 +249,8 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteOp>, appended: &watch::Se
         }
     }
     let committed = tx.commit().map_err(|e| e.to_string());
+    metrics::histogram!("hookrelay_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("hookrelay_store_commit_events").record(events as f64);
     // Wake the workers before answering, so that whoever sees the reply also sees the new head.
     if let (Ok(()), Some(seq)) = (&committed, max_seq) {
         appended.send_replace(seq);
@@ -323,10 +333,10 @@ impl Store for SqliteStore {
         let rows = self
             .read(move |c| hooks::select(c, &secrets, Some(app)))
             .await?;
-        Ok(rows.into_iter().map(|(_, h)| h).collect())
+        Ok(rows.into_iter().map(|r| r.hook).collect())
     }
 
-    async fn all_hooks(&self) -> Result<Vec<(AppId, EventHook)>> {
+    async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
         let secrets = self.secrets.clone();
         self.read(move |c| hooks::select(c, &secrets, None)).await
     }
@@ -355,7 +365,7 @@ impl Store for SqliteStore {
         self.appended.subscribe()
     }
 
-    async fn cursor(&self, hook: &HookId) -> Result<Option<Seq>> {
+    async fn cursor(&self, hook: &HookId) -> Result<Option<Cursor>> {
         let hook = hook.clone();
         self.read(move |c| progress::cursor(c, &hook)).await
     }
@@ -397,6 +407,53 @@ impl Store for SqliteStore {
         let hook = hook.clone();
         self.read(move |c| progress::dead_letters(c, &hook, before, limit))
             .await
+    }
+
+    async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
+        let hook = hook.clone();
+        self.write(move |tx| progress::set_paused(tx, &hook, paused))
+            .await
+    }
+
+    async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {
+        let hook = hook.clone();
+        let behind = self
+            .write(move |tx| progress::rewind(tx, &hook, since))
+            .await?;
+        // Wake the workers: the hook has events to deliver again.
+        self.appended.send_modify(|_| {});
+        Ok(behind)
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        hook: &HookId,
+        event_ids: Option<Vec<String>>,
+    ) -> Result<u64> {
+        let hook = hook.clone();
+        let n = self
+            .write(move |tx| {
+                progress::replay_dead_letters(tx, &hook, event_ids.as_deref(), Timestamp::now())
+            })
+            .await?;
+        // Wake the workers: the replayed entries are due now.
+        self.appended.send_modify(|_| {});
+        Ok(n)
+    }
+
+    async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>> {
+        let hook = hook.clone();
+        self.read(move |c| progress::backlog(c, app, &hook)).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        self.write(|tx| {
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS ready_probe (x); DELETE FROM ready_probe;",
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64> {

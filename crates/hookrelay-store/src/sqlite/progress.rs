@@ -1,26 +1,44 @@
 //! Delivery progress: cursors (a column of `hooks`), `retries` and `dead_letters`.
 //!
-//! Every write here is guarded by "the hook still exists", so a worker that finishes a round just
-//! after its hook was deleted cannot bring back rows for it.
+//! Every write of a round is guarded: by "the hook still exists", so a worker that finishes a round
+//! just after its hook was deleted cannot bring back rows for it; and by the hook's epoch, so a
+//! round that started before a rewind cannot move the cursor past it again.
 
 use hookrelay_core::{HookId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sqlite::events::row_to_event;
-use crate::{DeadLetter, DeadLetterReason, DueRetry, Progress, Result, Seq, StoreError};
+use crate::{
+    AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, HookBacklog, Progress, Result, Seq,
+    StoreError,
+};
 
-pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Seq>> {
+pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Cursor>> {
     Ok(conn
         .query_row(
-            "SELECT cursor FROM hooks WHERE id = ?1",
+            "SELECT cursor, epoch FROM hooks WHERE id = ?1",
             [hook.as_str()],
-            |r| r.get(0),
+            |r| {
+                Ok(Cursor {
+                    seq: r.get(0)?,
+                    epoch: r.get(1)?,
+                })
+            },
         )
         .optional()?)
 }
 
 pub fn record(conn: &Connection, p: &Progress, now: Timestamp) -> Result<()> {
     let hook = p.hook.as_str();
+    let epoch: Option<i64> = conn
+        .prepare_cached("SELECT epoch FROM hooks WHERE id = ?1")?
+        .query_row([hook], |r| r.get(0))
+        .optional()?;
+    match epoch {
+        None => return Ok(()), // deleted meanwhile: nothing to record
+        Some(e) if e != p.epoch => return Err(StoreError::Stale(p.hook.clone())),
+        Some(_) => {}
+    }
     if let Some(seq) = p.cursor {
         conn.prepare_cached("UPDATE hooks SET cursor = MAX(cursor, ?2) WHERE id = ?1")?
             .execute(params![hook, seq])?;
@@ -139,4 +157,145 @@ pub fn dead_letters(
         Ok(dl)
     })
     .collect()
+}
+
+pub fn set_paused(conn: &Connection, hook: &HookId, paused: bool) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE hooks SET paused = ?2 WHERE id = ?1",
+        params![hook.as_str(), paused],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn rewind(conn: &Connection, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {
+    let Some((app, cursor)): Option<(AppId, Seq)> = conn
+        .query_row(
+            "SELECT app_id, cursor FROM hooks WHERE id = ?1",
+            [hook.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let first: Option<Seq> = conn.query_row(
+        "SELECT MIN(seq) FROM events WHERE app_id = ?1 AND created_ms >= ?2",
+        params![app, since.millis()],
+        |r| r.get(0),
+    )?;
+    let target = first.map_or(cursor, |seq| (seq - 1).min(cursor));
+    conn.execute(
+        "UPDATE hooks SET cursor = ?2, epoch = epoch + 1 WHERE id = ?1",
+        params![hook.as_str(), target],
+    )?;
+    let behind: u64 = conn.query_row(
+        "SELECT COUNT(*) FROM events WHERE app_id = ?1 AND seq > ?2",
+        params![app, target],
+        |r| r.get(0),
+    )?;
+    Ok(Some(behind))
+}
+
+/// Dead letters back into the retry set, due now. A dead letter whose event was already deleted
+/// from the log (retention) gets its event back, under its old sequence number, from the copy the
+/// dead letter keeps.
+pub fn replay_dead_letters(
+    conn: &Connection,
+    hook: &HookId,
+    event_ids: Option<&[String]>,
+    now: Timestamp,
+) -> Result<u64> {
+    let mut select = conn.prepare_cached(
+        "SELECT d.id, d.seq, d.event_id, d.type, d.cid, d.event_created_ms, d.payload, h.app_id
+         FROM dead_letters d JOIN hooks h ON h.id = d.hook_id
+         WHERE d.hook_id = ?1 ORDER BY d.id",
+    )?;
+    type Row = (
+        i64,
+        Seq,
+        String,
+        String,
+        Option<String>,
+        i64,
+        Vec<u8>,
+        AppId,
+    );
+    let rows: Vec<Row> = select
+        .query_map([hook.as_str()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut restore = conn.prepare_cached(
+        "INSERT INTO events (seq, app_id, event_id, type, cid, created_ms, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+    )?;
+    let mut retry = conn.prepare_cached(
+        "INSERT INTO retries (hook_id, seq, attempts, first_failed_ms, next_attempt_ms, last_error)
+         VALUES (?1, ?2, 0, ?3, ?3, 'replayed from the dead letters')
+         ON CONFLICT (hook_id, seq) DO UPDATE SET next_attempt_ms = excluded.next_attempt_ms",
+    )?;
+    let mut exists = conn.prepare_cached("SELECT 1 FROM events WHERE seq = ?1")?;
+    let mut delete = conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+    let mut replayed = 0;
+    for (id, seq, event_id, ty, cid, created_ms, payload, app) in rows {
+        if event_ids.is_some_and(|ids| !ids.contains(&event_id)) {
+            continue;
+        }
+        restore.execute(params![seq, app, event_id, ty, cid, created_ms, payload])?;
+        if exists.query_row([seq], |_| Ok(())).optional()?.is_none() {
+            // The id was reused by a newer event after this one was deleted: it cannot be put
+            // back under its sequence number, so the dead letter stays.
+            continue;
+        }
+        retry.execute(params![hook.as_str(), seq, now.millis()])?;
+        delete.execute([id])?;
+        replayed += 1;
+    }
+    Ok(replayed)
+}
+
+pub fn backlog(conn: &Connection, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>> {
+    let Some(cursor) = cursor(conn, hook)? else {
+        return Ok(None);
+    };
+    let count = |sql: &str| -> Result<u64> {
+        Ok(conn.query_row(sql, params![hook.as_str()], |r| r.get(0))?)
+    };
+    let events_behind: u64 = conn.query_row(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE app_id = ?1 AND seq > ?2 LIMIT 1000000)",
+        params![app, cursor.seq],
+        |r| r.get(0),
+    )?;
+    let oldest_log: Option<i64> = conn
+        .query_row(
+            "SELECT created_ms FROM events WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
+            params![app, cursor.seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let oldest_retry: Option<i64> = conn.query_row(
+        "SELECT MIN(e.created_ms) FROM retries r JOIN events e ON e.seq = r.seq WHERE r.hook_id = ?1",
+        [hook.as_str()],
+        |r| r.get(0),
+    )?;
+    let oldest = match (oldest_log, oldest_retry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Some(HookBacklog {
+        cursor: cursor.seq,
+        events_behind,
+        retries: count("SELECT COUNT(*) FROM retries WHERE hook_id = ?1")?,
+        dead_letters: count("SELECT COUNT(*) FROM dead_letters WHERE hook_id = ?1")?,
+        oldest_pending: oldest.map(Timestamp::from_millis),
+    }))
 }

@@ -68,6 +68,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dead_letters_by_hook ON dead_letters(hook_id, id);
     "#,
+    // 2: operations. `paused` stops delivery and keeps the backlog; `epoch` fences progress
+    // writes: rewinding a cursor bumps it, so a round that started before cannot undo the rewind.
+    r#"
+    ALTER TABLE hooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hooks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_by_time ON events(app_id, created_ms);
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction.

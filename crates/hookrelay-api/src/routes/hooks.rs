@@ -1,0 +1,192 @@
+//! The operations API for hooks: status, pause and resume, replay.
+//!
+//! * `GET /v1/hooks`, `GET /v1/hooks/{id}`: state, lag, backlog, counters, last success and error.
+//! * `POST /v1/hooks/{id}/pause` / `resume`: stop and restart delivery, keeping the backlog
+//!   (unlike `enabled: false`, which stops delivery and, when re-enabled, starts from the head).
+//! * `POST /v1/hooks/{id}/replay` `{"since": "<RFC 3339>"}`: deliver again every retained event
+//!   of the hook's filter created since then.
+//! * `POST /v1/hooks/{id}/dead_letters/replay` (`{"event_ids": [...]}` or all): back into delivery.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use hookrelay_core::hook::input::Fields;
+use hookrelay_core::{EventHook, HookId, Timestamp};
+use hookrelay_store::{App, HookRecord};
+use serde_json::{Value, json};
+
+use crate::auth::AppAuth;
+use crate::context::duration;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// The app's hooks with their operational state.
+async fn records(state: &AppState, app: &App) -> ApiResult<Vec<HookRecord>> {
+    Ok(state
+        .store
+        .all_hooks()
+        .await?
+        .into_iter()
+        .filter(|r| r.app == app.id)
+        .collect())
+}
+
+async fn record(state: &AppState, app: &App, id: String) -> ApiResult<HookRecord> {
+    let id = HookId::try_from(id).map_err(|e| ApiError::not_found(e.0))?;
+    records(state, app)
+        .await?
+        .into_iter()
+        .find(|r| r.hook.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("hook {id} does not exist")))
+}
+
+/// One hook's status.
+pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiResult<Value> {
+    let hook: &EventHook = &record.hook;
+    let backlog = state
+        .store
+        .backlog(app.id, &hook.id)
+        .await?
+        .unwrap_or_default();
+    let stats = state.delivery.stats(&hook.id);
+    let load = |f: fn(&hookrelay_delivery::stats::HookStats) -> u64| stats.as_deref().map_or(0, f);
+    let backing_off = stats
+        .as_ref()
+        .is_some_and(|s| s.backing_off.load(Ordering::Relaxed));
+    let state_name = if !hook.enabled {
+        "disabled"
+    } else if record.paused {
+        "paused"
+    } else if backing_off {
+        "backing_off"
+    } else if backlog.retries > 0 {
+        "retrying"
+    } else {
+        "healthy"
+    };
+    let now = Timestamp::now();
+    let oldest_age = backlog
+        .oldest_pending
+        .map(|t| ((now.millis() - t.millis()).max(0) as f64) / 1000.0);
+    let last_error = stats
+        .as_ref()
+        .and_then(|s| s.last_error())
+        .map(|e| json!({"at": e.at.to_rfc3339(), "code": e.code, "message": e.message}));
+    Ok(json!({
+        "id": hook.id.as_str(),
+        "hook_type": hook.target.hook_type().as_str(),
+        "enabled": hook.enabled,
+        "paused": record.paused,
+        "state": state_name,
+        "lag": {"events": backlog.events_behind, "oldest_pending_age_seconds": oldest_age},
+        "in_flight": load(|s| s.in_flight.load(Ordering::Relaxed)),
+        "retry_backlog": backlog.retries,
+        "dead_letters": backlog.dead_letters,
+        "delivered": load(|s| s.delivered.load(Ordering::Relaxed)),
+        "failed": load(|s| s.failed.load(Ordering::Relaxed)),
+        "dead_lettered": load(|s| s.dead_lettered.load(Ordering::Relaxed)),
+        "dropped": load(|s| s.dropped.load(Ordering::Relaxed)),
+        "last_success_at": stats.as_ref().and_then(|s| s.last_success()).map(|t| t.to_rfc3339()),
+        "last_error": last_error,
+    }))
+}
+
+pub async fn list(State(state): State<AppState>, AppAuth(app): AppAuth) -> ApiResult<Json<Value>> {
+    let mut hooks = Vec::new();
+    for record in records(&state, &app).await? {
+        hooks.push(status_of(&state, &app, &record).await?);
+    }
+    Ok(Json(json!({"hooks": hooks, "duration": duration()})))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&state, &app, id).await?;
+    let status = status_of(&state, &app, &record).await?;
+    Ok(Json(json!({"hook": status, "duration": duration()})))
+}
+
+async fn set_paused(
+    state: AppState,
+    app: &App,
+    id: String,
+    paused: bool,
+) -> ApiResult<Json<Value>> {
+    let mut record = record(&state, app, id).await?;
+    state.store.set_paused(&record.hook.id, paused).await?;
+    state.delivery.config_changed();
+    record.paused = paused;
+    let status = status_of(&state, app, &record).await?;
+    Ok(Json(json!({"hook": status, "duration": duration()})))
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_paused(state, &app, id, true).await
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_paused(state, &app, id, false).await
+}
+
+pub async fn replay_since(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let record = record(&state, &app, id).await?;
+    let request = body.object()?;
+    let since = Fields(&request)
+        .required_str("since")
+        .map_err(|e| ApiError::field(&e.field, &e.reason))?;
+    let since = Timestamp::parse_rfc3339(since).ok_or_else(|| {
+        ApiError::field(
+            "since",
+            "must be an RFC 3339 time, like 2026-01-02T03:04:05Z",
+        )
+    })?;
+    let behind = state
+        .store
+        .rewind(&record.hook.id, since)
+        .await?
+        .unwrap_or_default();
+    Ok(Json(
+        json!({"events_after_cursor": behind, "duration": duration()}),
+    ))
+}
+
+pub async fn replay_dead_letters(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let record = record(&state, &app, id).await?;
+    let request = body.object()?;
+    let ids = match request.get("event_ids") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(
+            Fields(&request)
+                .str_list("event_ids")
+                .map_err(|e| ApiError::field(&e.field, &e.reason))?,
+        ),
+    };
+    let replayed = state
+        .store
+        .replay_dead_letters(&record.hook.id, ids)
+        .await?;
+    Ok(Json(json!({"replayed": replayed, "duration": duration()})))
+}
