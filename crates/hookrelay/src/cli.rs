@@ -42,6 +42,15 @@ enum Command {
     /// Manage apps (each has an API key and secret) in the data directory.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Inspect hooks on a running server (--url, --api-key, --api-secret or their HOOKRELAY_* variables).
+    #[command(subcommand)]
+    Hooks(crate::client::HooksCommand),
+    /// List and replay a hook's dead letters on a running server.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(crate::client::DeadLettersCommand),
+    /// Send events to a running server.
+    #[command(subcommand)]
+    Events(crate::client::EventsCommand),
 }
 
 #[derive(Args)]
@@ -89,6 +98,9 @@ impl Cli {
                 runtime.block_on(crate::run::serve(config))
             }
             Command::Apps(cmd) => runtime.block_on(apps(config, cmd)),
+            Command::Hooks(cmd) => runtime.block_on(crate::client::hooks(cmd)),
+            Command::DeadLetters(cmd) => runtime.block_on(crate::client::dead_letters(cmd)),
+            Command::Events(cmd) => runtime.block_on(crate::client::events(cmd)),
         }
     }
 }

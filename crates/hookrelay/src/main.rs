@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! * `cli`: the commands (`serve`, `apps create`, `apps list`) and their help.
+//! * `client`: the commands that talk to a running server (`hooks`, `dead-letters`, `events send`).
 //! * `config`: [`config::Config`], from defaults, a TOML file and `HOOKRELAY_*` variables.
 //! * `run`: `serve`: opens the store, starts the dispatcher, the garbage collector and the API,
 //!   and shuts them down in order.
 //! * `keys`: the server key that encrypts secrets at rest, and the first app's credentials.
 
 mod cli;
+mod client;
 mod config;
 mod keys;
 mod run;
