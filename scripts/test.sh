@@ -16,3 +16,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo build --bin hookrelay
 .venv/bin/python -m pytest tests -q "$@"
+# The benchmark in small sizes: it asserts that every event is delivered, not speed.
+bash scripts/bench.sh --quick --out target/bench-quick.json

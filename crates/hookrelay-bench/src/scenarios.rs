@@ -1,0 +1,318 @@
+//! The scenarios. Each starts its own receivers and `hookrelay serve` (embedded SQLite, fsync on:
+//! the default durability), drives load through the real API, and measures at the receivers.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::load::{self, Acks};
+use crate::receivers::{self, Arrivals};
+use crate::server::{self, Server};
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub max_events: usize,
+    pub steady_rate: usize,
+    pub steady_seconds: u64,
+    pub fanout_events: usize,
+    pub backlog_events: usize,
+    pub baseline_messages: usize,
+}
+
+impl Sizes {
+    pub fn full() -> Self {
+        Self {
+            max_events: 300_000,
+            steady_rate: 5_000,
+            steady_seconds: 60,
+            fanout_events: 50_000,
+            backlog_events: 1_000_000,
+            baseline_messages: 300_000,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            max_events: 5_000,
+            steady_rate: 1_000,
+            steady_seconds: 3,
+            fanout_events: 1_000,
+            backlog_events: 10_000,
+            baseline_messages: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub events: usize,
+    pub ingested_per_s: Option<f64>,
+    pub delivered_per_s: Option<f64>,
+    pub latency_ms: Option<Percentiles>,
+    pub peak_rss_mib: Option<f64>,
+    pub drain_per_s: Option<f64>,
+    pub note: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+fn percentiles(mut values: Vec<f64>) -> Percentiles {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| values[((values.len() as f64 - 1.0) * q).round() as usize];
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+/// Server configuration for the benchmark: the defaults, with a short hook backoff so the backlog
+/// scenario measures draining rather than waiting.
+const CONFIG: &str = "[delivery]\nhook_backoff_cap = \"500ms\"\n";
+
+async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Every event delivered to every destination, or an error naming what is missing.
+fn all_delivered(arrivals: &Arrivals, destinations: usize, events: usize) -> bool {
+    (0..destinations).all(|d| arrivals.delivered(d) >= events as u64)
+}
+
+fn latencies(arrivals: &Arrivals, acks: &Acks, events: usize) -> anyhow::Result<Percentiles> {
+    let mut ms = Vec::with_capacity(events);
+    for n in 0..events {
+        let Some(arrived) = arrivals.arrival(n) else {
+            bail!("event {n} never arrived");
+        };
+        let acked = acks.at[n].load(Ordering::Relaxed);
+        // An event can arrive before its request's answer is read by the generator: 0 ms.
+        ms.push(arrived.saturating_sub(acked) as f64 / 1e6);
+    }
+    Ok(percentiles(ms))
+}
+
+pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let n = sizes.max_events;
+    let epoch = Instant::now();
+    let arrivals = Arrivals::new(epoch, n, 1);
+    let port = receivers::start(arrivals.clone()).await?;
+    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    server.set_hooks(vec![server::sqs_hook(0)]).await?;
+    let acks = Acks::new(n);
+    let started = epoch.elapsed();
+    let ingest = load::as_fast_as_possible(server.clone(), acks.clone(), epoch, n, 100, 8).await?;
+    wait_for("max-sqs deliveries", Duration::from_secs(600), || {
+        all_delivered(&arrivals, 1, n)
+    })
+    .await?;
+    let last = (0..n)
+        .filter_map(|i| arrivals.arrival(i))
+        .max()
+        .unwrap_or_default();
+    let delivery_secs = (last as f64 / 1e9) - started.as_secs_f64();
+    Ok(Outcome {
+        scenario: "max-sqs".into(),
+        events: n,
+        ingested_per_s: Some(n as f64 / ingest.as_secs_f64()),
+        delivered_per_s: Some(n as f64 / delivery_secs),
+        latency_ms: Some(latencies(&arrivals, &acks, n)?),
+        peak_rss_mib: Some(server.peak_rss_mib()),
+        note: "1 KB events, 100 per request, 8 requests in flight, 1 SQS hook".into(),
+        ..Outcome::default()
+    })
+}
+
+pub async fn steady(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let n = sizes.steady_rate * sizes.steady_seconds as usize;
+    let epoch = Instant::now();
+    let arrivals = Arrivals::new(epoch, n, 1);
+    let port = receivers::start(arrivals.clone()).await?;
+    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    server.set_hooks(vec![server::sqs_hook(0)]).await?;
+    let acks = Acks::new(n);
+    let sent = load::steady(
+        server.clone(),
+        acks.clone(),
+        epoch,
+        sizes.steady_rate,
+        sizes.steady_seconds,
+    )
+    .await?;
+    wait_for("steady deliveries", Duration::from_secs(120), || {
+        all_delivered(&arrivals, 1, sent)
+    })
+    .await?;
+    Ok(Outcome {
+        scenario: "steady".into(),
+        events: sent,
+        latency_ms: Some(latencies(&arrivals, &acks, sent)?),
+        peak_rss_mib: Some(server.peak_rss_mib()),
+        note: format!(
+            "{} events/s for {} s, 1 SQS hook",
+            sizes.steady_rate, sizes.steady_seconds
+        ),
+        ..Outcome::default()
+    })
+}
+
+pub async fn fanout(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let n = sizes.fanout_events;
+    let epoch = Instant::now();
+    let arrivals = Arrivals::new(epoch, n, 10);
+    let port = receivers::start(arrivals.clone()).await?;
+    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    let mut hooks: Vec<_> = (0..4).map(server::sqs_hook).collect();
+    hooks.extend((4..7).map(server::sns_hook));
+    hooks.extend((7..10).map(|i| server::webhook_hook(port, i)));
+    server.set_hooks(hooks).await?;
+    let acks = Acks::new(n);
+    let started = Instant::now();
+    let ingest = load::as_fast_as_possible(server.clone(), acks, epoch, n, 100, 8).await?;
+    wait_for("fanout deliveries", Duration::from_secs(600), || {
+        all_delivered(&arrivals, 10, n)
+    })
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        scenario: "fanout".into(),
+        events: n,
+        ingested_per_s: Some(n as f64 / ingest.as_secs_f64()),
+        delivered_per_s: Some(10.0 * n as f64 / secs),
+        peak_rss_mib: Some(server.peak_rss_mib()),
+        note: "10 hooks (4 SQS, 3 SNS, 3 webhook); delivered = deliveries/s".into(),
+        ..Outcome::default()
+    })
+}
+
+pub async fn backlog(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let n = sizes.backlog_events;
+    let epoch = Instant::now();
+    let arrivals = Arrivals::new(epoch, n, 1);
+    arrivals.down.store(true, Ordering::Relaxed);
+    let port = receivers::start(arrivals.clone()).await?;
+    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    server.set_hooks(vec![server::sqs_hook(0)]).await?;
+    let acks = Acks::new(n);
+    // Sample memory while the backlog grows.
+    let sampler = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                samples.push(server.rss_mib());
+                if samples.len() > 100_000 {
+                    return samples;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let ingest = load::as_fast_as_possible(server.clone(), acks, epoch, n, 100, 8).await?;
+    let rss_after_ingest = server.rss_mib();
+    sampler.abort();
+    arrivals.down.store(false, Ordering::Relaxed);
+    let up = Instant::now();
+    wait_for("backlog drain", Duration::from_secs(900), || {
+        all_delivered(&arrivals, 1, n)
+    })
+    .await?;
+    let drain = up.elapsed().as_secs_f64();
+    Ok(Outcome {
+        scenario: "backlog".into(),
+        events: n,
+        ingested_per_s: Some(n as f64 / ingest.as_secs_f64()),
+        peak_rss_mib: Some(server.peak_rss_mib()),
+        drain_per_s: Some(n as f64 / drain),
+        note: format!(
+            "destination down during ingest; RSS when ingest ended {rss_after_ingest:.0} MiB"
+        ),
+        ..Outcome::default()
+    })
+}
+
+/// The ceiling of this machine: the same receiver driven by the AWS SDK directly, 1 KB messages
+/// in batches of 10, 8 calls in flight (hookrelay's default per hook).
+pub async fn baseline(sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let n = sizes.baseline_messages;
+    let epoch = Instant::now();
+    let arrivals = Arrivals::new(epoch, n, 1);
+    let port = receivers::start(arrivals.clone()).await?;
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let conf = aws_sdk_sqs::config::Builder::new()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .http_client(http)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
+        .build();
+    let client = aws_sdk_sqs::Client::from_conf(conf);
+    let body = "x".repeat(1000);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, next, body) = (client.clone(), next.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(10, Ordering::Relaxed);
+                if first >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let mut req = client
+                    .send_message_batch()
+                    .queue_url("https://sqs.us-east-1.amazonaws.com/123456789012/q0");
+                for i in first..(first + 10).min(n) {
+                    let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(i.to_string())
+                        .build()?;
+                    req = req.entries(
+                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                            .id((i - first).to_string())
+                            .message_body(&body)
+                            .message_attributes("event_id", attr)
+                            .build()?,
+                    );
+                }
+                req.send().await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !all_delivered(&arrivals, 1, n) {
+        bail!("baseline: not every message arrived");
+    }
+    Ok(Outcome {
+        scenario: "baseline".into(),
+        events: n,
+        delivered_per_s: Some(n as f64 / secs),
+        note: "AWS SDK straight to the receiver: SendMessageBatch of 10 x 1 KB, 8 in flight".into(),
+        ..Outcome::default()
+    })
+}

@@ -1,0 +1,152 @@
+//! A `hookrelay serve` process under test: its own data directory and port, its resident memory
+//! sampled while it runs, and an HTTP client that speaks its API (server JWT included).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hookrelay_core::sign::hmac_sha256;
+use serde_json::{Value, json};
+
+pub const KEY: &str = "benchkey";
+const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub http: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Server {
+    pub async fn start(bin: &Path, aws_endpoint: &str, config: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let config_path: PathBuf = dir.path().join("hookrelay.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("HOOKRELAY_API_KEY", KEY)
+            .env("HOOKRELAY_API_SECRET", SECRET)
+            .env("HOOKRELAY_LOG", "warn")
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"server":true}"#);
+        let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(
+            SECRET.as_bytes(),
+            &[header.as_bytes(), b".", claims.as_bytes()],
+        ));
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+            token: format!("{header}.{claims}.{sig}"),
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if server
+                .http
+                .get(format!("{}/healthz", server.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("hookrelay did not start")
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .query(&[("api_key", KEY)])
+            .header("Authorization", &self.token)
+            .header("stream-auth-type", "jwt")
+            .header("Content-Type", "application/json")
+    }
+
+    pub async fn set_hooks(&self, hooks: Vec<Value>) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&json!({"event_hooks": hooks}))?;
+        let r = self
+            .request(reqwest::Method::PATCH, "/app")
+            .body(body)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("PATCH /app: {}", r.text().await?);
+        }
+        Ok(())
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with(field))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_kib("VmRSS:").unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// Peak resident memory since start, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.status_kib("VmHWM:").unwrap_or(0) as f64 / 1024.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sqs_hook(i: usize) -> Value {
+    json!({"enabled": true, "hook_type": "sqs", "sqs_region": "us-east-1", "sqs_auth_type": "resource",
+           "sqs_queue_url": format!("https://sqs.us-east-1.amazonaws.com/123456789012/q{i}")})
+}
+
+pub fn sns_hook(i: usize) -> Value {
+    json!({"enabled": true, "hook_type": "sns", "sns_region": "us-east-1", "sns_auth_type": "resource",
+           "sns_topic_arn": format!("arn:aws:sns:us-east-1:123456789012:t{i}")})
+}
+
+pub fn webhook_hook(port: u16, i: usize) -> Value {
+    json!({"enabled": true, "hook_type": "webhook", "webhook_url": format!("http://127.0.0.1:{port}/hook/{i}")})
+}
