@@ -330,3 +330,49 @@ def sns_hook(topic_arn, **fields):
     }
     hook.update(fields)
     return hook
+
+
+# Delivery settings that make retries and backoff fast enough for tests.
+FAST_RETRIES = """
+[delivery]
+retry_base = "50ms"
+hook_backoff_cap = "300ms"
+[webhook]
+timeout = "1s"
+"""
+
+
+def webhook_hook(url, **fields):
+    return {"enabled": True, "hook_type": "webhook", "webhook_url": url, "event_types": [], **fields}
+
+
+class Producer:
+    """Streams batches of events to a server from a thread, ~1,000 events/s, and keeps the ids
+    the server acknowledged (201). Survives the server going away and coming back."""
+
+    def __init__(self, server, prefix):
+        import threading
+
+        self.server, self.prefix = server, prefix
+        self.acknowledged = []
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        n = 0
+        while not self.stop_flag.is_set():
+            batch = [{"id": f"{self.prefix}-{n + i}", "type": "message.new", "n": n + i} for i in range(20)]
+            n += 20
+            try:
+                r = self.server.request("POST", "/v1/events", {"events": batch})
+                if r.status_code == 201:
+                    self.acknowledged.extend(e["id"] for e in r.json()["events"])
+            except requests.RequestException:
+                pass  # the server is down: these were never acknowledged
+            time.sleep(0.01)  # moto's pace, so the tests stay short
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join()
+        return self.acknowledged

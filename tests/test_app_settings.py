@@ -10,7 +10,7 @@ import os
 import subprocess
 import uuid
 
-from conftest import ROOT, Moto, sns_hook, sqs_hook
+from conftest import ROOT, sns_hook, sqs_hook
 from secrets_at_rest import database_bytes, stored_hook_secrets
 
 MASK = "********"

@@ -3,13 +3,12 @@
 
 import json
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import REGION, sqs_hook, sns_hook, start_moto, wait_until
+from conftest import Producer, sqs_hook, start_moto, wait_until
 
 FAST_RETRIES = """
 [delivery]
@@ -26,32 +25,15 @@ def test_kill_9_during_ingest_and_delivery_loses_nothing(server_factory, moto):
     server = server_factory(config=FAST_RETRIES)
     queue = moto.create_queue()
     server.set_hooks([sqs_hook(queue)])
-    acknowledged = []
-    stop = threading.Event()
-
-    def produce():
-        n = 0
-        while not stop.is_set():
-            batch = [{"id": f"crash-{n + i}", "type": "message.new", "n": n + i} for i in range(20)]
-            n += 20
-            try:
-                r = server.request("POST", "/v1/events", {"events": batch})
-            except Exception:
-                continue  # the server is down: these were never acknowledged
-            if r.status_code == 201:
-                acknowledged.extend(e["id"] for e in r.json()["events"])
-            time.sleep(0.01)  # ~1,000 events/s: moto's pace, so the test stays short
-
-    producer = threading.Thread(target=produce)
-    producer.start()
+    producer = Producer(server, "crash")
+    acknowledged = producer.acknowledged
     wait_until(lambda: len(acknowledged) >= 600, what="events before the crash")
     assert server.kill() == -signal.SIGKILL
     killed_at = len(acknowledged)
     time.sleep(0.3)
     server.start()
     wait_until(lambda: len(acknowledged) >= killed_at + 400, what="events after the restart")
-    stop.set()
-    producer.join()
+    producer.stop()
 
     received = moto.drain(queue, len(acknowledged), timeout=120, want=set(acknowledged))
     missing = set(acknowledged) - ids_in(received)
@@ -252,4 +234,3 @@ def test_ingest_refuses_bad_input_and_stores_nothing(server, moto, case, body, s
     got = moto.drain(queue, 1, timeout=10)
     assert ids_in(got) == {"marker"}
     assert moto.drain(queue, 1, timeout=1) == []
-    assert REGION and sns_hook and subprocess

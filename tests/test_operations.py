@@ -3,26 +3,14 @@ graceful shutdown."""
 
 import json
 import signal
-import threading
 import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import sqs_hook, wait_until
+from conftest import FAST_RETRIES as FAST
+from conftest import Producer, sqs_hook, wait_until, webhook_hook
 from receiver import Answer, Receiver
-
-FAST = """
-[delivery]
-retry_base = "50ms"
-hook_backoff_cap = "300ms"
-[webhook]
-timeout = "1s"
-"""
-
-
-def webhook_hook(url, **fields):
-    return {"enabled": True, "hook_type": "webhook", "webhook_url": url, "event_types": [], **fields}
 
 
 def status(server, hook_id):
@@ -164,24 +152,8 @@ def test_sigterm_under_load_exits_cleanly_and_loses_nothing(server_factory, moto
     server = server_factory(config='shutdown_grace = "10s"\n' + FAST)
     queue = moto.create_queue()
     server.set_hooks([sqs_hook(queue)])
-    acknowledged = []
-    stop = threading.Event()
-
-    def produce():
-        n = 0
-        while not stop.is_set():
-            batch = [{"id": f"term-{n + i}", "type": "a"} for i in range(20)]
-            n += 20
-            try:
-                r = server.request("POST", "/v1/events", {"events": batch})
-                if r.status_code == 201:
-                    acknowledged.extend(e["id"] for e in r.json()["events"])
-            except requests.RequestException:
-                pass
-            time.sleep(0.01)
-
-    producer = threading.Thread(target=produce)
-    producer.start()
+    producer = Producer(server, "term")
+    acknowledged = producer.acknowledged
     wait_until(lambda: len(acknowledged) >= 400, what="load")
     started = time.monotonic()
     code = server.stop(signal.SIGTERM, timeout=15)
@@ -190,8 +162,7 @@ def test_sigterm_under_load_exits_cleanly_and_loses_nothing(server_factory, moto
     assert elapsed < 10, elapsed
     server.start()
     wait_until(lambda: len(acknowledged) >= 600, what="load after the restart")
-    stop.set()
-    producer.join()
+    producer.stop()
     got = moto.drain(queue, len(acknowledged), timeout=120, want=set(acknowledged))
     assert set(acknowledged) <= {json.loads(m["Body"])["id"] for m in got}
     print(f"\n[figures] SIGTERM under load: exited 0 in {elapsed:.2f}s; {len(acknowledged)} acknowledged, all delivered")

@@ -8,20 +8,9 @@ import time
 
 from stream_chat import StreamChat
 
-from conftest import free_port, wait_until
+from conftest import FAST_RETRIES as FAST
+from conftest import free_port, wait_until, webhook_hook
 from receiver import Answer, Receiver
-
-FAST = """
-[delivery]
-retry_base = "50ms"
-hook_backoff_cap = "300ms"
-[webhook]
-timeout = "1s"
-"""
-
-
-def webhook_hook(url, **fields):
-    return {"enabled": True, "hook_type": "webhook", "webhook_url": url, "event_types": [], **fields}
 
 
 def events(prefix, n, **extra):

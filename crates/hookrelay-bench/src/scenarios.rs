@@ -94,6 +94,28 @@ async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> any
     Ok(())
 }
 
+/// Receivers for `destinations` destinations and a server pointed at them.
+struct Rig {
+    epoch: Instant,
+    arrivals: Arc<Arrivals>,
+    port: u16,
+    server: Arc<Server>,
+}
+
+async fn rig(bin: &Path, events: usize, destinations: usize, down: bool) -> anyhow::Result<Rig> {
+    let epoch = Instant::now();
+    let arrivals = Arrivals::new(epoch, events, destinations);
+    arrivals.down.store(down, Ordering::Relaxed);
+    let port = receivers::start(arrivals.clone()).await?;
+    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    Ok(Rig {
+        epoch,
+        arrivals,
+        port,
+        server,
+    })
+}
+
 /// Every event delivered to every destination, or an error naming what is missing.
 fn all_delivered(arrivals: &Arrivals, destinations: usize, events: usize) -> bool {
     (0..destinations).all(|d| arrivals.delivered(d) >= events as u64)
@@ -114,10 +136,12 @@ fn latencies(arrivals: &Arrivals, acks: &Acks, events: usize) -> anyhow::Result<
 
 pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
     let n = sizes.max_events;
-    let epoch = Instant::now();
-    let arrivals = Arrivals::new(epoch, n, 1);
-    let port = receivers::start(arrivals.clone()).await?;
-    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    let Rig {
+        epoch,
+        arrivals,
+        server,
+        ..
+    } = rig(bin, n, 1, false).await?;
     server.set_hooks(vec![server::sqs_hook(0)]).await?;
     let acks = Acks::new(n);
     let started = epoch.elapsed();
@@ -145,10 +169,12 @@ pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
 
 pub async fn steady(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
     let n = sizes.steady_rate * sizes.steady_seconds as usize;
-    let epoch = Instant::now();
-    let arrivals = Arrivals::new(epoch, n, 1);
-    let port = receivers::start(arrivals.clone()).await?;
-    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    let Rig {
+        epoch,
+        arrivals,
+        server,
+        ..
+    } = rig(bin, n, 1, false).await?;
     server.set_hooks(vec![server::sqs_hook(0)]).await?;
     let acks = Acks::new(n);
     let sent = load::steady(
@@ -178,10 +204,12 @@ pub async fn steady(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
 
 pub async fn fanout(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
     let n = sizes.fanout_events;
-    let epoch = Instant::now();
-    let arrivals = Arrivals::new(epoch, n, 10);
-    let port = receivers::start(arrivals.clone()).await?;
-    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    let Rig {
+        epoch,
+        arrivals,
+        port,
+        server,
+    } = rig(bin, n, 10, false).await?;
     let mut hooks: Vec<_> = (0..4).map(server::sqs_hook).collect();
     hooks.extend((4..7).map(server::sns_hook));
     hooks.extend((7..10).map(|i| server::webhook_hook(port, i)));
@@ -207,11 +235,12 @@ pub async fn fanout(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
 
 pub async fn backlog(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
     let n = sizes.backlog_events;
-    let epoch = Instant::now();
-    let arrivals = Arrivals::new(epoch, n, 1);
-    arrivals.down.store(true, Ordering::Relaxed);
-    let port = receivers::start(arrivals.clone()).await?;
-    let server = Arc::new(Server::start(bin, &format!("http://127.0.0.1:{port}"), CONFIG).await?);
+    let Rig {
+        epoch,
+        arrivals,
+        server,
+        ..
+    } = rig(bin, n, 1, true).await?;
     server.set_hooks(vec![server::sqs_hook(0)]).await?;
     let acks = Acks::new(n);
     // Sample memory while the backlog grows.
