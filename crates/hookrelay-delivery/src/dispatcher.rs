@@ -58,8 +58,8 @@ impl Default for DeliverySettings {
                 cap: Duration::from_secs(60),
                 window: Duration::MAX,
             },
-            batches_in_flight: 8,
-            read_batch: 500,
+            batches_in_flight: 16,
+            read_batch: 1000,
             aws: AwsSettings::default(),
             webhook: WebhookSettings::default(),
         }

@@ -105,8 +105,8 @@ impl Default for Delivery {
             retry_cap: Duration::from_secs(600),
             retry_window: Duration::from_secs(24 * 3600),
             hook_backoff_cap: Duration::from_secs(60),
-            batches_in_flight: 8,
-            read_batch: 500,
+            batches_in_flight: 16,
+            read_batch: 1000,
         }
     }
 }

@@ -178,11 +178,16 @@ pub fn rewind(conn: &Connection, hook: &HookId, since: Timestamp) -> Result<Opti
     else {
         return Ok(None);
     };
-    let first: Option<Seq> = conn.query_row(
-        "SELECT MIN(seq) FROM events WHERE app_id = ?1 AND created_ms >= ?2",
-        params![app, since.millis()],
-        |r| r.get(0),
-    )?;
+    // Events are appended in time order, so the first one at or after `since` is found by
+    // walking the app's log in sequence order; no index on time is kept for this rare operation
+    // (every index costs every append).
+    let first: Option<Seq> = conn
+        .query_row(
+            "SELECT seq FROM events WHERE app_id = ?1 AND created_ms >= ?2 ORDER BY seq LIMIT 1",
+            params![app, since.millis()],
+            |r| r.get(0),
+        )
+        .optional()?;
     let target = first.map_or(cursor, |seq| (seq - 1).min(cursor));
     conn.execute(
         "UPDATE hooks SET cursor = ?2, epoch = epoch + 1 WHERE id = ?1",

@@ -73,7 +73,6 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE hooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE hooks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX events_by_time ON events(app_id, created_ms);
     "#,
 ];
 
