@@ -43,7 +43,7 @@ impl CheckFailure {
 }
 
 fn health_check_event() -> StoredEvent {
-    let id = uuid_like();
+    let id = health_check_id();
     let now = Timestamp::now();
     let payload = json!({
         "type": "health.check",
@@ -61,7 +61,8 @@ fn health_check_event() -> StoredEvent {
     }
 }
 
-fn uuid_like() -> String {
+/// A unique id for a check message, recognisable as one by consumers.
+fn health_check_id() -> String {
     format!("health-check-{:016x}", rand::random::<u64>())
 }
 

@@ -135,28 +135,27 @@ pub fn dead_letters(
     let rows = stmt.query_map(
         params![hook.as_str(), before.unwrap_or(i64::MAX), limit as i64],
         |r| {
-            Ok((
-                r.get::<_, String>(4)?,
-                DeadLetter {
-                    id: r.get(0)?,
-                    seq: r.get(1)?,
-                    event_id: r.get(2)?,
-                    event_type: r.get(3)?,
-                    reason: DeadLetterReason::TooLarge,
-                    attempts: r.get(5)?,
-                    last_error: r.get(6)?,
-                    created_at: Timestamp::from_millis(r.get(7)?),
-                },
-            ))
+            let reason: String = r.get(4)?;
+            let reason = DeadLetterReason::parse(&reason).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    format!("unknown dead letter reason {reason:?}").into(),
+                )
+            })?;
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                event_id: r.get(2)?,
+                event_type: r.get(3)?,
+                reason,
+                attempts: r.get(5)?,
+                last_error: r.get(6)?,
+                created_at: Timestamp::from_millis(r.get(7)?),
+            })
         },
     )?;
-    rows.map(|row| {
-        let (reason, mut dl) = row?;
-        dl.reason = DeadLetterReason::parse(&reason)
-            .ok_or_else(|| StoreError::Corrupt(format!("dead letter reason {reason:?}")))?;
-        Ok(dl)
-    })
-    .collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn set_paused(conn: &Connection, hook: &HookId, paused: bool) -> Result<bool> {
