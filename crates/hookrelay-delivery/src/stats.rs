@@ -100,9 +100,7 @@ impl HookRecorder {
             .record(latency_secs);
     }
 
-    /// One failed attempt; `will_retry` says whether it went to the retry set.
-    pub fn failed(&self, error: &CallError, will_retry: bool) {
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+    fn set_last_error(&self, error: &CallError) {
         *self
             .stats
             .last_error
@@ -112,6 +110,12 @@ impl HookRecorder {
             code: error.code.clone(),
             message: error.message.clone(),
         });
+    }
+
+    /// One failed attempt; `will_retry` says whether it went to the retry set.
+    pub fn failed(&self, error: &CallError, will_retry: bool) {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.set_last_error(error);
         metrics::counter!("hookrelay_failed_total", &self.labels.pairs()).increment(1);
         if will_retry {
             metrics::counter!("hookrelay_retried_total", &self.labels.pairs()).increment(1);
@@ -121,15 +125,7 @@ impl HookRecorder {
     /// A round in which every call failed (nothing recorded per event).
     pub fn destination_down(&self, error: &CallError) {
         self.stats.backing_off.store(true, Ordering::Relaxed);
-        *self
-            .stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(LastError {
-            at: Timestamp::now(),
-            code: error.code.clone(),
-            message: error.message.clone(),
-        });
+        self.set_last_error(error);
         metrics::counter!("hookrelay_destination_down_total", &self.labels.pairs()).increment(1);
     }
 
