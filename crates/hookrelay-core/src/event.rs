@@ -78,6 +78,10 @@ pub fn prepare_event(
         None => return Err("type is required".into()),
     };
     let cid = match head.cid {
+        // NUL cannot be stored in a database text column, nor be an SQS group id.
+        Some(Value::String(c)) if c.contains('\0') => {
+            return Err("cid must not contain NUL characters".into());
+        }
         Some(Value::String(c)) => Some(c),
         _ => None,
     };
@@ -163,6 +167,7 @@ mod tests {
             (r#"{"type":"message.new","id":null}"#, "id must be"),
             (r#"{"type":"message.new","id":"has space"}"#, "id must be"),
             (r#"{"type":"a","type":"b"}"#, "duplicate"),
+            (r#"{"type":"a","cid":"x\u0000y"}"#, "cid must not contain NUL"),
         ] {
             let err = prep(input).expect_err(input);
             assert!(err.contains(want), "{input}: {err}");

@@ -5,13 +5,17 @@
 //! * `types`: the records that cross it ([`App`], [`StoredEvent`], [`Progress`], …).
 //! * `crypto`: [`SecretBox`], which encrypts hook and app secrets before they reach the disk.
 //! * `sqlite`: the embedded default: one file, WAL mode, one writer thread that group-commits.
+//! * `postgres`: several nodes on one PostgreSQL database; hooks are spread over the nodes by
+//!   leases (see `postgres::leases`).
 //!
 //! # Durability contract
 //! `append` returns only once the events are committed and fsync'd; `record_progress` moves a
 //! hook's cursor, retry set and dead letters in one transaction, so a crash at any point leaves
 //! either the old state (the batch is sent again: at-least-once) or the new one, never a gap.
 
+mod codec;
 pub mod crypto;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
@@ -20,6 +24,7 @@ use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 
 pub use crypto::SecretBox;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -29,6 +34,10 @@ pub use types::*;
 pub enum StoreError {
     #[error("database error: {0}")]
     Backend(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(
@@ -43,6 +52,8 @@ pub enum StoreError {
     Closed,
     #[error("hook {0} was rewound since this round started; its progress is not recorded")]
     Stale(HookId),
+    #[error("this node no longer holds the lease of hook {0}; its progress is not recorded")]
+    NotOwner(HookId),
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -120,6 +131,31 @@ pub trait Store: Send + Sync + 'static {
     async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>>;
     /// Whether the store accepts writes (for readiness checks).
     async fn check_writable(&self) -> Result<()>;
+
+    /// A channel that changes whenever hooks, their pause state or app settings change, on
+    /// any node: the dispatcher re-reads the hooks then.
+    fn subscribe_config(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    // --- several nodes ---
+    /// Renews this node's hook leases, and takes or gives up hooks so that they spread over
+    /// the live nodes. `None`: this store serves one node, which owns every hook.
+    async fn lease_round(&self) -> Result<Option<LeaseRound>> {
+        Ok(None)
+    }
+    /// Gives up the leases of these hooks (their workers have stopped), so another node can
+    /// take them at once.
+    async fn release_leases(&self, _hooks: &[HookId]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether, and until when, this node may send the hook's events. Checked before every
+    /// send; a send still running at the deadline is abandoned.
+    /// The node stops: gives back every lease and leaves the set of live nodes.
+    async fn leave(&self) -> Result<()> {
+        Ok(())
+    }
+    fn lease(&self, _hook: &HookId) -> Lease {
+        Lease::Unbounded
+    }
 
     // --- housekeeping ---
     /// Deletes events older than `older_than` that every enabled hook's cursor has passed and no

@@ -151,6 +151,8 @@ pub struct HookBacklog {
     pub dead_letters: u64,
     /// Creation time of the oldest event still to deliver (after the cursor or in the retry set).
     pub oldest_pending: Option<Timestamp>,
+    /// The node delivering the hook, when several share the store.
+    pub owner: Option<String>,
 }
 
 /// One round of a hook's delivery results, applied atomically by [`crate::Store::record_progress`].
@@ -185,5 +187,39 @@ impl Progress {
             && self.retries.is_empty()
             && self.retries_done.is_empty()
             && self.dead_letters.is_empty()
+    }
+}
+
+/// What one lease round left this node with (see [`crate::Store::lease_round`]).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseRound {
+    /// Hooks this node holds a lease on now.
+    pub owned: std::collections::HashSet<HookId>,
+    /// How many of them it should give up (after stopping their workers) so that other live
+    /// nodes get their share.
+    pub surplus: usize,
+    /// When the next round is due.
+    pub next_in: std::time::Duration,
+}
+
+/// A node's right to deliver a hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// One node owns every hook (the embedded store).
+    Unbounded,
+    /// Held until this instant, unless renewed.
+    Until(std::time::Instant),
+    /// Not held: do not send.
+    None,
+}
+
+impl Lease {
+    /// Whether sends may start now.
+    pub fn is_held(&self) -> bool {
+        match self {
+            Lease::Unbounded => true,
+            Lease::Until(deadline) => std::time::Instant::now() < *deadline,
+            Lease::None => false,
+        }
     }
 }

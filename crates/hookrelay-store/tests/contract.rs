@@ -1,21 +1,24 @@
-//! The store contract: what every backend must do. Each test runs against a fresh SQLite file;
-//! the PostgreSQL backend will run the same functions.
+//! The store contract: what every backend must do. Each test is written once, against the
+//! [`Store`] trait, and run on SQLite (a fresh file) and on PostgreSQL (a fresh database on the
+//! server named by `HOOKRELAY_TEST_DATABASE_URL`, default the local `test` database's server).
 
-use std::sync::Arc;
+mod backends;
 
+
+use backends::Backend;
 use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::hook::input::{HookRequest, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
-    AppSettings, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, SecretBox, SqliteStore,
-    Store, StoreError,
+    AppSettings, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Store, StoreError,
 };
 use serde_json::json;
 
-const KEY: [u8; 32] = [42; 32];
-
-fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(dir.path().join("hookrelay.db"), SecretBox::new(&KEY)).unwrap()
+/// Takes the leases of every hook (a no-op on the single-node store) and returns the hook's
+/// current epoch, which a lease takeover bumps.
+async fn own(store: &dyn Store, hook: &HookId) -> i64 {
+    store.lease_round().await.unwrap();
+    store.cursor(hook).await.unwrap().unwrap().epoch
 }
 
 fn hook(id: &str, enabled: bool, types: &[&str]) -> EventHook {
@@ -51,10 +54,8 @@ fn event(id: &str, ty: &str) -> PreparedEvent {
     }
 }
 
-#[tokio::test]
-async fn apps_keep_their_secrets_encrypted_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn apps_keep_their_secrets_encrypted_and_survive_reopen(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("chat", "key1", &Secret::new("topsecret"))
         .await
@@ -73,14 +74,14 @@ async fn apps_keep_their_secrets_encrypted_and_survive_reopen() {
     store.update_app_settings(app.id, settings).await.unwrap();
     drop(store);
 
-    let raw = std::fs::read(dir.path().join("hookrelay.db")).unwrap();
+    let raw = backend.raw_contents().await;
     for clear in ["topsecret", "legacy-secret"] {
         assert!(
             !raw.windows(clear.len()).any(|w| w == clear.as_bytes()),
             "{clear} is in the file"
         );
     }
-    let store = open(&dir);
+    let store = backend.open().await;
     let app = store.app_by_key("key1").await.unwrap().unwrap();
     assert_eq!(app.api_secret.expose(), "topsecret");
     assert_eq!(
@@ -92,17 +93,15 @@ async fn apps_keep_their_secrets_encrypted_and_survive_reopen() {
     assert_eq!(store.list_apps().await.unwrap().len(), 1);
     // The wrong server key cannot read them.
     let wrong =
-        SqliteStore::open(dir.path().join("hookrelay.db"), SecretBox::new(&[1; 32])).unwrap();
+        backend.open_with_key([1; 32]).await;
     assert!(matches!(
         wrong.app_by_key("key1").await,
         Err(StoreError::Decrypt)
     ));
 }
 
-#[tokio::test]
-async fn replace_hooks_orders_deletes_and_places_cursors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn replace_hooks_orders_deletes_and_places_cursors(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -147,7 +146,7 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
     assert_eq!(store.cursor(&b.id).await.unwrap().map(|c| c.seq), Some(2));
 
     // Deleting a hook deletes its pending work.
-    let mut p = Progress::new(a.id.clone(), 0);
+    let mut p = Progress::new(a.id.clone(), own(&*store, &a.id).await);
     p.retries.push(retry(2, 1, 0, "boom"));
     store.record_progress(p).await.unwrap();
     store.replace_hooks(app, vec![]).await.unwrap();
@@ -179,10 +178,8 @@ async fn replace_hooks_orders_deletes_and_places_cursors() {
     ));
 }
 
-#[tokio::test]
-async fn append_is_idempotent_ordered_and_group_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir));
+async fn append_is_idempotent_ordered_and_group_committed(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -232,9 +229,8 @@ async fn append_is_idempotent_ordered_and_group_committed() {
     );
     let head = *store.subscribe_appends().borrow();
     drop(page);
-    let store = Arc::try_unwrap(store).ok().unwrap();
     drop(store);
-    let reopened = open(&dir);
+    let reopened = backend.open().await;
     assert_eq!(
         reopened.read_events(app, 0, 2000).await.unwrap().len(),
         1002
@@ -242,10 +238,8 @@ async fn append_is_idempotent_ordered_and_group_committed() {
     assert_eq!(*reopened.subscribe_appends().borrow(), head);
 }
 
-#[tokio::test]
-async fn progress_moves_cursor_retries_and_dead_letters_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -259,7 +253,8 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
         .unwrap();
     let events = store.read_events(app, 0, 10).await.unwrap();
     let now = Timestamp::now();
-    let mut p = Progress::new(h.id.clone(), 0);
+    let epoch = own(&*store, &h.id).await;
+    let mut p = Progress::new(h.id.clone(), epoch);
     p.cursor = Some(3);
     p.retries.push(RetryRecord {
         seq: 2,
@@ -296,7 +291,7 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
     );
 
     // The cursor never moves back.
-    let mut back = Progress::new(h.id.clone(), 0);
+    let mut back = Progress::new(h.id.clone(), epoch);
     back.cursor = Some(1);
     back.retries_done.push(2);
     store.record_progress(back).await.unwrap();
@@ -324,10 +319,8 @@ async fn progress_moves_cursor_retries_and_dead_letters_together() {
     );
 }
 
-#[tokio::test]
-async fn garbage_collection_spares_what_a_hook_still_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -339,7 +332,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs() {
         .append(app, (1..=4).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
         .unwrap();
-    let mut p = Progress::new(h.id.clone(), 0);
+    let mut p = Progress::new(h.id.clone(), own(&*store, &h.id).await);
     p.cursor = Some(3);
     p.retries.push(retry(1, 1, 0, "x"));
     store.record_progress(p).await.unwrap();
@@ -371,10 +364,8 @@ async fn garbage_collection_spares_what_a_hook_still_needs() {
     let _ = HookId::generate();
 }
 
-#[tokio::test]
-async fn rewind_fences_rounds_started_before_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -387,6 +378,7 @@ async fn rewind_fences_rounds_started_before_it() {
         .append(app, (1..=5).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
         .unwrap();
+    own(&*store, &h.id).await;
     let before = store.cursor(&h.id).await.unwrap().unwrap();
     let mut done = Progress::new(h.id.clone(), before.epoch);
     done.cursor = Some(5);
@@ -421,10 +413,8 @@ async fn rewind_fences_rounds_started_before_it() {
     );
 }
 
-#[tokio::test]
-async fn pause_and_dead_letter_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn pause_and_dead_letter_replay(backend: impl Backend) {
+    let store = backend.open().await;
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -444,7 +434,7 @@ async fn pause_and_dead_letter_replay() {
         .await
         .unwrap();
     let events = store.read_events(app, 0, 10).await.unwrap();
-    let epoch = store.cursor(&h.id).await.unwrap().unwrap().epoch;
+    let epoch = own(&*store, &h.id).await;
     let mut p = Progress::new(h.id.clone(), epoch);
     p.cursor = Some(events[2].seq);
     for e in &events[..2] {
@@ -495,4 +485,106 @@ async fn pause_and_dead_letter_replay() {
             .is_empty()
     );
     store.check_writable().await.unwrap();
+}
+
+contract_tests!(
+    apps_keep_their_secrets_encrypted_and_survive_reopen,
+    replace_hooks_orders_deletes_and_places_cursors,
+    append_is_idempotent_ordered_and_group_committed,
+    progress_moves_cursor_retries_and_dead_letters_together,
+    garbage_collection_spares_what_a_hook_still_needs,
+    rewind_fences_rounds_started_before_it,
+    pause_and_dead_letter_replay
+);
+
+/// Leases exist only where several nodes share a store: PostgreSQL.
+mod leases {
+    use std::time::Duration;
+
+    use hookrelay_core::{HookId, Secret};
+    use hookrelay_store::{Lease, Progress, Store, StoreError};
+
+    use super::backends::{KEY, Postgres};
+
+    async fn owned(store: &dyn Store) -> Vec<HookId> {
+        let mut ids: Vec<_> = store
+            .lease_round()
+            .await
+            .unwrap()
+            .unwrap()
+            .owned
+            .into_iter()
+            .collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    }
+
+    #[tokio::test]
+    async fn hooks_spread_over_nodes_and_move_when_one_stops() {
+        let db = Postgres::new().await;
+        let ttl = Duration::from_millis(1500);
+        let a = db.node(KEY, "node-a", ttl).await;
+        let b = db.node(KEY, "node-b", ttl).await;
+        let app = a.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+        let hooks: Vec<_> = (1..=4).map(|i| super::hook(&format!("h{i}"), true, &[])).collect();
+        a.replace_hooks(app, hooks.clone()).await.unwrap();
+
+        // Alone, node a takes every hook; node b joins and finds none free.
+        assert_eq!(owned(&*a).await.len(), 4);
+        assert!(owned(&*b).await.is_empty());
+        // Node a learns its surplus, gives two back (after stopping their workers), b takes them.
+        let round = a.lease_round().await.unwrap().unwrap();
+        assert_eq!(round.surplus, 2);
+        let give: Vec<HookId> = hooks[..2].iter().map(|h| h.id.clone()).collect();
+        a.release_leases(&give).await.unwrap();
+        assert_eq!(a.lease(&give[0]), Lease::None);
+        assert_eq!(owned(&*b).await, give);
+        assert!(b.lease(&give[0]).is_held());
+
+        // Node a cannot record progress for a hook it gave away, even under the old epoch.
+        let epoch = a.cursor(&give[0]).await.unwrap().unwrap().epoch;
+        let mut p = Progress::new(give[0].clone(), epoch);
+        p.cursor = Some(1);
+        assert!(matches!(
+            a.record_progress(p).await,
+            Err(StoreError::NotOwner(_))
+        ));
+
+        // Node b stops renewing (paused, cut off): its leases lapse, locally first.
+        tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+        assert!(!b.lease(&give[0]).is_held(), "b stops sending by itself");
+        assert_eq!(owned(&*a).await.len(), 4, "a takes the lapsed hooks");
+        let taken = a.cursor(&give[0]).await.unwrap().unwrap().epoch;
+        assert!(taken > epoch, "a takeover bumps the epoch");
+        let mut late = Progress::new(give[0].clone(), epoch);
+        late.cursor = Some(1);
+        assert!(matches!(
+            b.record_progress(late).await,
+            Err(StoreError::NotOwner(_))
+        ));
+
+        // Leaving gives everything back at once, and the other node takes it on its next round.
+        a.leave().await.unwrap();
+        assert_eq!(owned(&*b).await.len(), 4);
+        let log = db
+            .sql()
+            .await
+            .query(
+                "SELECT node_id, action, COUNT(*) FROM lease_log GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .unwrap();
+        let log: Vec<(String, String, i64)> =
+            log.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        assert_eq!(
+            log,
+            vec![
+                // 4 at first, then 4 again: its own 2 lapsed too while it did not renew.
+                ("node-a".into(), "claimed".into(), 8),
+                ("node-a".into(), "released".into(), 6),
+                ("node-b".into(), "claimed".into(), 6),
+            ]
+        );
+    }
 }

@@ -1,11 +1,9 @@
 //! The `apps` table.
 
-use std::collections::BTreeMap;
-
-use hookrelay_core::{Secret, Timestamp};
+use hookrelay_core::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{App, AppId, AppSettings, Result, SecretBox, StoreError};
+use crate::{App, AppId, AppSettings, Result, SecretBox, StoreError, codec};
 
 pub enum Filter<'a> {
     All,
@@ -57,26 +55,12 @@ pub fn select(conn: &Connection, secrets: &SecretBox, filter: Filter<'_>) -> Res
         let sealed: Vec<u8> = r.get(3)?;
         let settings_json: String = r.get(4)?;
         let sealed_settings: Option<Vec<u8>> = r.get(5)?;
-        let fields = serde_json::from_str(&settings_json)
-            .map_err(|e| StoreError::Corrupt(format!("app settings: {e}")))?;
-        let secrets_map = match sealed_settings {
-            Some(blob) => {
-                let json = secrets.open(&blob)?;
-                let map: BTreeMap<String, String> = serde_json::from_str(json.expose())
-                    .map_err(|e| StoreError::Corrupt(format!("app secret settings: {e}")))?;
-                map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()
-            }
-            None => BTreeMap::new(),
-        };
         apps.push(App {
             id: r.get(0)?,
             name: r.get(1)?,
             api_key: r.get(2)?,
             api_secret: secrets.open(&sealed)?,
-            settings: AppSettings {
-                fields,
-                secrets: secrets_map,
-            },
+            settings: codec::decode_settings(secrets, &settings_json, sealed_settings.as_deref())?,
             created_at: Timestamp::from_millis(r.get(6)?),
             updated_at: Timestamp::from_millis(r.get(7)?),
         });
@@ -91,20 +75,7 @@ pub fn update_settings(
     settings: &AppSettings,
     now: Timestamp,
 ) -> Result<()> {
-    let fields = serde_json::to_string(&settings.fields)
-        .map_err(|e| StoreError::Corrupt(format!("app settings: {e}")))?;
-    let sealed = if settings.secrets.is_empty() {
-        None
-    } else {
-        let clear: BTreeMap<&str, &str> = settings
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose()))
-            .collect();
-        let json = serde_json::to_string(&clear)
-            .map_err(|e| StoreError::Corrupt(format!("app secret settings: {e}")))?;
-        Some(secrets.seal(&Secret::new(json)))
-    };
+    let (fields, sealed) = codec::encode_settings(secrets, settings)?;
     tx.execute(
         "UPDATE apps SET settings = ?2, settings_secrets = ?3, updated_ms = ?4 WHERE id = ?1",
         params![id, fields, sealed, now.millis()],

@@ -7,7 +7,7 @@ use hookrelay_core::EventHook;
 use rusqlite::{Connection, params};
 
 use crate::sqlite::events::high_water_mark;
-use crate::{AppId, HookRecord, Result, SecretBox, StoreError};
+use crate::{AppId, HookRecord, Result, SecretBox, StoreError, codec};
 
 pub fn select(
     conn: &Connection,
@@ -22,11 +22,7 @@ pub fn select(
     while let Some(r) = rows.next()? {
         let spec: String = r.get(1)?;
         let secret: Option<Vec<u8>> = r.get(2)?;
-        let mut hook: EventHook = serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("hook spec: {e}")))?;
-        if let Some(blob) = secret {
-            hook.set_secret(secrets.open(&blob)?);
-        }
+        let hook = codec::decode_hook(secrets, &spec, secret.as_deref())?;
         out.push(HookRecord {
             app: r.get(0)?,
             hook,
@@ -82,9 +78,7 @@ pub fn replace(
                              THEN excluded.cursor ELSE hooks.cursor END",
     )?;
     for (position, hook) in hooks.iter().enumerate() {
-        let spec = serde_json::to_string(hook)
-            .map_err(|e| StoreError::Corrupt(format!("hook spec: {e}")))?;
-        let sealed = hook.secret().map(|s| secrets.seal(s));
+        let (spec, sealed) = codec::encode_hook(secrets, hook)?;
         upsert.execute(params![
             hook.id.as_str(),
             app,

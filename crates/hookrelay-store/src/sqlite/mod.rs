@@ -63,6 +63,7 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     secrets: SecretBox,
     appended: Arc<watch::Sender<Seq>>,
+    config: watch::Sender<u64>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -98,6 +99,7 @@ impl SqliteStore {
             }),
             secrets,
             appended,
+            config: watch::Sender::new(0),
         })
     }
 
@@ -325,7 +327,9 @@ impl Store for SqliteStore {
     async fn update_app_settings(&self, id: AppId, settings: AppSettings) -> Result<()> {
         let secrets = self.secrets.clone();
         self.write(move |tx| apps::update_settings(tx, &secrets, id, &settings, Timestamp::now()))
-            .await
+            .await?;
+        self.config.send_modify(|n| *n += 1);
+        Ok(())
     }
 
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>> {
@@ -344,7 +348,9 @@ impl Store for SqliteStore {
     async fn replace_hooks(&self, app: AppId, list: Vec<EventHook>) -> Result<()> {
         let secrets = self.secrets.clone();
         self.write(move |tx| hooks::replace(tx, &secrets, app, &list))
-            .await
+            .await?;
+        self.config.send_modify(|n| *n += 1);
+        Ok(())
     }
 
     async fn append(&self, app: AppId, events: Vec<PreparedEvent>) -> Result<Vec<Appended>> {
@@ -363,6 +369,10 @@ impl Store for SqliteStore {
 
     fn subscribe_appends(&self) -> watch::Receiver<Seq> {
         self.appended.subscribe()
+    }
+
+    fn subscribe_config(&self) -> watch::Receiver<u64> {
+        self.config.subscribe()
     }
 
     async fn cursor(&self, hook: &HookId) -> Result<Option<Cursor>> {
@@ -411,8 +421,11 @@ impl Store for SqliteStore {
 
     async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
         let hook = hook.clone();
-        self.write(move |tx| progress::set_paused(tx, &hook, paused))
-            .await
+        let found = self
+            .write(move |tx| progress::set_paused(tx, &hook, paused))
+            .await?;
+        self.config.send_modify(|n| *n += 1);
+        Ok(found)
     }
 
     async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {

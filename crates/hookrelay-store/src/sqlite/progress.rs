@@ -301,5 +301,6 @@ pub fn backlog(conn: &Connection, app: AppId, hook: &HookId) -> Result<Option<Ho
         retries: count("SELECT COUNT(*) FROM retries WHERE hook_id = ?1")?,
         dead_letters: count("SELECT COUNT(*) FROM dead_letters WHERE hook_id = ?1")?,
         oldest_pending: oldest.map(Timestamp::from_millis),
+        owner: None,
     }))
 }

@@ -1,0 +1,79 @@
+//! The `apps` table.
+
+use hookrelay_core::Timestamp;
+use tokio_postgres::GenericClient;
+
+use crate::{App, AppId, AppSettings, Result, SecretBox, StoreError, codec};
+
+const COLUMNS: &str = "SELECT id, name, api_key, api_secret, settings, settings_secrets, created_ms, updated_ms FROM apps";
+
+pub async fn insert(
+    c: &impl GenericClient,
+    name: &str,
+    api_key: &str,
+    sealed_secret: &[u8],
+    now: Timestamp,
+) -> Result<AppId> {
+    let row = c
+        .query_opt(
+            "INSERT INTO apps (name, api_key, api_secret, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (api_key) DO NOTHING RETURNING id",
+            &[&name, &api_key, &sealed_secret, &now.millis()],
+        )
+        .await?;
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => Err(StoreError::ApiKeyTaken(api_key.to_owned())),
+    }
+}
+
+pub enum Filter<'a> {
+    All,
+    Id(AppId),
+    Key(&'a str),
+}
+
+pub async fn select(
+    c: &impl GenericClient,
+    secrets: &SecretBox,
+    filter: Filter<'_>,
+) -> Result<Vec<App>> {
+    let rows = match filter {
+        Filter::All => c.query(&format!("{COLUMNS} ORDER BY id"), &[]).await?,
+        Filter::Id(id) => c.query(&format!("{COLUMNS} WHERE id = $1"), &[&id]).await?,
+        Filter::Key(key) => {
+            c.query(&format!("{COLUMNS} WHERE api_key = $1"), &[&key])
+                .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            let sealed: &[u8] = r.get(3);
+            Ok(App {
+                id: r.get(0),
+                name: r.get(1),
+                api_key: r.get(2),
+                api_secret: secrets.open(sealed)?,
+                settings: codec::decode_settings(secrets, r.get(4), r.get(5))?,
+                created_at: Timestamp::from_millis(r.get(6)),
+                updated_at: Timestamp::from_millis(r.get(7)),
+            })
+        })
+        .collect()
+}
+
+pub async fn update_settings(
+    c: &impl GenericClient,
+    secrets: &SecretBox,
+    id: AppId,
+    settings: &AppSettings,
+    now: Timestamp,
+) -> Result<()> {
+    let (fields, sealed) = codec::encode_settings(secrets, settings)?;
+    c.execute(
+        "UPDATE apps SET settings = $2, settings_secrets = $3, updated_ms = $4 WHERE id = $1",
+        &[&id, &fields, &sealed, &now.millis()],
+    )
+    .await?;
+    Ok(())
+}

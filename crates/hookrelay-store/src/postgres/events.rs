@@ -1,0 +1,140 @@
+//! The `events` table: the append-only log, and `log_head`, which numbers it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hookrelay_core::Timestamp;
+use hookrelay_core::event::PreparedEvent;
+use tokio_postgres::{GenericClient, Row};
+
+use crate::{AppId, Appended, Result, Seq, StoredEvent};
+
+/// The highest sequence number ever given out (0 for an empty log), including deleted events.
+pub async fn high_water_mark(c: &impl GenericClient) -> Result<Seq> {
+    Ok(c.query_one("SELECT seq FROM log_head", &[]).await?.get(0))
+}
+
+/// Appends the events of several requests in one statement. Takes the `log_head` row lock,
+/// which the caller's transaction holds until it commits: appends from every node commit one
+/// after the other, so sequence numbers become visible in order. Returns each request's
+/// results, in order.
+pub async fn append_group(
+    c: &impl GenericClient,
+    requests: &[(AppId, &[PreparedEvent])],
+    now: Timestamp,
+) -> Result<Vec<Vec<Appended>>> {
+    let total: usize = requests.iter().map(|(_, events)| events.len()).sum();
+    if total == 0 {
+        return Ok(requests.iter().map(|_| Vec::new()).collect());
+    }
+    let top: i64 = c
+        .query_one(
+            "UPDATE log_head SET seq = seq + $1 RETURNING seq",
+            &[&(total as i64)],
+        )
+        .await?
+        .get(0);
+    let mut seq = top - total as i64;
+    let (mut seqs, mut apps, mut ids, mut types, mut cids, mut payloads) = (
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+    );
+    for (app, events) in requests {
+        for e in events.iter() {
+            seq += 1;
+            seqs.push(seq);
+            apps.push(*app);
+            ids.push(e.id.as_str());
+            types.push(e.event_type.as_str());
+            cids.push(e.cid.as_deref());
+            payloads.push(e.payload.as_slice());
+        }
+    }
+    // A duplicate id (already in the log, or earlier in this group) is skipped: its number
+    // stays unused, and only the numbers of stored rows come back.
+    let stored: HashSet<Seq> = c
+        .query(
+            "INSERT INTO events (seq, app_id, event_id, type, cid, created_ms, payload)
+             SELECT s, a, i, t, c, $7, p
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BYTEA[])
+                  AS u(s, a, i, t, c, p)
+             ON CONFLICT DO NOTHING
+             RETURNING seq",
+            &[&seqs, &apps, &ids, &types, &cids, &payloads, &now.millis()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut next = seqs.iter();
+    Ok(requests
+        .iter()
+        .map(|(_, events)| {
+            events
+                .iter()
+                .zip(next.by_ref())
+                .map(|(e, seq)| Appended {
+                    id: e.id.clone(),
+                    seq: stored.contains(seq).then_some(*seq),
+                })
+                .collect()
+        })
+        .collect())
+}
+
+pub async fn read_after(
+    c: &impl GenericClient,
+    app: AppId,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let rows = c
+        .query(
+            "SELECT seq, event_id, type, cid, created_ms, payload FROM events
+             WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&app, &after, &(limit as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(row_to_event).collect())
+}
+
+/// Maps the columns `seq, event_id, type, cid, created_ms, payload` (in that order).
+pub fn row_to_event(r: &Row) -> StoredEvent {
+    let payload: &[u8] = r.get(5);
+    StoredEvent {
+        seq: r.get(0),
+        id: r.get(1),
+        event_type: r.get(2),
+        cid: r.get(3),
+        created_at: Timestamp::from_millis(r.get(4)),
+        payload: Arc::from(payload),
+    }
+}
+
+/// Deletes up to `limit` events of `app` older than `older_than` that every enabled hook of the
+/// app has passed and that no retry entry still needs. Walks the app's log from its start by
+/// primary key, so each slice is a short index range scan, not a table scan.
+pub async fn delete_collectable(
+    c: &impl GenericClient,
+    app: AppId,
+    older_than: Timestamp,
+    limit: usize,
+) -> Result<u64> {
+    Ok(c.execute(
+        "DELETE FROM events WHERE app_id = $1 AND seq IN (
+             SELECT e.seq FROM events e
+             WHERE e.app_id = $1
+               AND e.created_ms < $2
+               AND e.seq <= COALESCE(
+                     (SELECT MIN(h.cursor) FROM hooks h WHERE h.app_id = $1 AND h.enabled), e.seq)
+               AND NOT EXISTS (SELECT 1 FROM retries r JOIN hooks h ON h.id = r.hook_id
+                               WHERE r.seq = e.seq AND h.app_id = $1)
+             ORDER BY e.seq LIMIT $3)",
+        &[&app, &older_than.millis(), &(limit as i64)],
+    )
+    .await?)
+}

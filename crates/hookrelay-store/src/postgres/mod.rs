@@ -1,0 +1,572 @@
+//! The PostgreSQL store: several hookrelay nodes on one database.
+//!
+//! # What each node does
+//! * **Ingest** on any node. Appends go to one **writer task** per node, which commits everything
+//!   waiting (appends and delivery progress of many requests) in one transaction (group
+//!   commit). Sequence numbers come from the `log_head` row, locked until commit, so they become
+//!   visible in order across nodes (see `schema.rs`).
+//! * **Delivery** of a hook by the one node holding its lease (`leases.rs`); its progress writes
+//!   are fenced by that lease.
+//! * **Wake-ups across nodes** by LISTEN/NOTIFY: an append notifies `hookrelay_appended` with
+//!   the new head, a change of hooks or settings notifies `hookrelay_config`. One connection
+//!   per node listens; when it reconnects, everyone is woken once, since notifications sent
+//!   meanwhile are lost. Workers and the dispatcher also poll, as a safety net.
+//!
+//! # Durability
+//! A reply is sent after the transaction commits; with PostgreSQL's default
+//! `synchronous_commit = on`, that is after its WAL is flushed.
+
+mod apps;
+mod events;
+mod hooks;
+mod leases;
+mod progress;
+mod schema;
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use hookrelay_core::event::PreparedEvent;
+use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::NoTls;
+
+use crate::{
+    App, AppId, AppSettings, Appended, Cursor, DeadLetter, DueRetry, HookBacklog, HookRecord,
+    Lease, LeaseRound, Progress, Result, SecretBox, Seq, Store, StoreError, StoredEvent,
+};
+
+/// How many queued operations one group commit takes at most.
+const MAX_OPS_PER_COMMIT: usize = 512;
+/// Requests waiting for the writer; senders wait (backpressure) when it is full.
+const WRITE_QUEUE: usize = 1024;
+/// Garbage collection deletes in slices this big, each its own short transaction.
+const GC_SLICE: usize = 5000;
+const APPENDED_CHANNEL: &str = "hookrelay_appended";
+const CONFIG_CHANNEL: &str = "hookrelay_config";
+
+/// How to reach the database, and this node's lease settings.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user@host:port/database` (libpq URL or key=value form).
+    pub url: String,
+    pub pool_size: usize,
+    /// How long a hook lease lasts without renewal: a dead node's hooks move to the others
+    /// within about this long (plus a quarter of it).
+    pub lease_ttl: Duration,
+    /// This node's name in the lease tables; a random one when absent.
+    pub node_id: Option<String>,
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Text for a `TEXT` column: PostgreSQL refuses NUL characters, which a receiver's error body
+/// may hold.
+pub(crate) fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+enum WriteOp {
+    Append {
+        app: AppId,
+        events: Vec<PreparedEvent>,
+        reply: oneshot::Sender<Result<Vec<Appended>>>,
+    },
+    Progress {
+        progress: Progress,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The PostgreSQL [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    writer: mpsc::Sender<WriteOp>,
+    secrets: SecretBox,
+    node: Arc<str>,
+    lease_ttl: Duration,
+    leases: Mutex<leases::LocalLeases>,
+    appended: Arc<watch::Sender<Seq>>,
+    config: Arc<watch::Sender<u64>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Runs the migrations alone (`hookrelay migrate`). Returns how many ran.
+pub async fn migrate(url: &str) -> Result<usize> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let result = schema::migrate(&mut client).await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+impl PostgresStore {
+    /// Connects, runs the migrations this database has not seen, and starts the writer and the
+    /// listener.
+    pub async fn connect(options: PostgresOptions, secrets: SecretBox) -> Result<Self> {
+        migrate(&options.url).await?;
+        let config: tokio_postgres::Config = options.url.parse()?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let head = events::high_water_mark(&**pool.get().await?).await?;
+        let appended = Arc::new(watch::Sender::new(head));
+        let changed = Arc::new(watch::Sender::new(0u64));
+        let listener = tokio::spawn(listen(config, appended.clone(), changed.clone()));
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let node: Arc<str> = options
+            .node_id
+            .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple()))
+            .into();
+        tokio::spawn(writer_loop(
+            pool.clone(),
+            rx,
+            appended.clone(),
+            node.clone(),
+        ));
+        Ok(Self {
+            pool,
+            writer: tx,
+            secrets,
+            node,
+            lease_ttl: options.lease_ttl,
+            leases: Mutex::new(leases::LocalLeases::default()),
+            appended,
+            config: changed,
+            listener,
+        })
+    }
+
+    /// This node's name in the lease tables.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Runs `f` in a transaction on a pooled connection; tells every node that the
+    /// configuration changed when it commits, if `notify` says so.
+    async fn in_transaction<T>(
+        &self,
+        notify: bool,
+        f: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let value = f(&tx).await?;
+        if notify {
+            tx.execute("SELECT pg_notify($1, '')", &[&CONFIG_CHANNEL])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    fn local_leases(&self) -> std::sync::MutexGuard<'_, leases::LocalLeases> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps one connection listening for other nodes' notifications, reconnecting as needed.
+async fn listen(
+    config: tokio_postgres::Config,
+    appended: Arc<watch::Sender<Seq>>,
+    changed: Arc<watch::Sender<u64>>,
+) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                // The connection future delivers notifications through poll_message.
+                let driver = tokio::spawn(async move {
+                    while let Some(message) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                if tx.send(n).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "PostgreSQL listener connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                let subscribed = client
+                    .batch_execute(&format!("LISTEN {APPENDED_CHANNEL}; LISTEN {CONFIG_CHANNEL}"))
+                    .await;
+                if let Err(e) = subscribed {
+                    tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL");
+                } else {
+                    // Whatever was notified while no one listened: look again now.
+                    appended.send_modify(|_| {});
+                    changed.send_modify(|n| *n += 1);
+                    while let Some(n) = rx.recv().await {
+                        if n.channel() == APPENDED_CHANNEL {
+                            let head = n.payload().parse::<Seq>().unwrap_or(0);
+                            appended.send_if_modified(|h| {
+                                let newer = head > *h;
+                                *h = (*h).max(head);
+                                newer
+                            });
+                        } else {
+                            changed.send_modify(|n| *n += 1);
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect the PostgreSQL listener"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn writer_loop(
+    pool: Pool,
+    mut rx: mpsc::Receiver<WriteOp>,
+    appended: Arc<watch::Sender<Seq>>,
+    node: Arc<str>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_OPS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_group(&pool, group, &appended, &node).await;
+    }
+}
+
+/// One transaction for a group of appends and progress records. Progress goes first, so the
+/// `log_head` lock (which serialises appends of all nodes) is held for as short as possible.
+/// A round refused by its fence is answered with that error; the rest still commits. A database
+/// error fails the whole group, and every caller is told.
+async fn commit_group(
+    pool: &Pool,
+    group: Vec<WriteOp>,
+    appended: &watch::Sender<Seq>,
+    node: &str,
+) {
+    let started = Instant::now();
+    let now = Timestamp::now();
+    let mut appends = Vec::new();
+    let mut rounds = Vec::new();
+    for op in group {
+        match op {
+            WriteOp::Append { app, events, reply } => appends.push((app, events, reply)),
+            WriteOp::Progress { progress, reply } => rounds.push((progress, reply)),
+        }
+    }
+    let result: Result<(Vec<Result<()>>, Vec<Vec<Appended>>)> = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut round_results = Vec::with_capacity(rounds.len());
+        for (p, _) in &rounds {
+            match progress::record(&*tx, p, node, now).await {
+                Err(e @ (StoreError::NotOwner(_) | StoreError::Stale(_))) => {
+                    round_results.push(Err(e))
+                }
+                Err(e) => return Err(e),
+                Ok(()) => round_results.push(Ok(())),
+            }
+        }
+        let requests: Vec<(AppId, &[PreparedEvent])> = appends
+            .iter()
+            .map(|(app, events, _)| (*app, events.as_slice()))
+            .collect();
+        let appended_lists = events::append_group(&*tx, &requests, now).await?;
+        let max_seq = appended_lists.iter().flatten().filter_map(|a| a.seq).max();
+        if let Some(seq) = max_seq {
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&APPENDED_CHANNEL, &seq.to_string()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((round_results, appended_lists))
+    }
+    .await;
+    let events: usize = appends.iter().map(|(_, e, _)| e.len()).sum();
+    metrics::histogram!("hookrelay_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("hookrelay_store_commit_events").record(events as f64);
+    match result {
+        Ok((round_results, appended_lists)) => {
+            if let Some(seq) = appended_lists.iter().flatten().filter_map(|a| a.seq).max() {
+                appended.send_if_modified(|h| {
+                    let newer = seq > *h;
+                    *h = (*h).max(seq);
+                    newer
+                });
+            }
+            for ((_, reply), r) in rounds.into_iter().zip(round_results) {
+                let _ = reply.send(r);
+            }
+            for ((_, _, reply), list) in appends.into_iter().zip(appended_lists) {
+                let _ = reply.send(Ok(list));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::error!(error = %message, "group commit failed");
+            for (_, reply) in rounds {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            }
+            for (_, _, reply) in appends {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_app(&self, name: &str, api_key: &str, api_secret: &Secret) -> Result<App> {
+        let sealed = self.secrets.seal(api_secret);
+        let id = self
+            .in_transaction(false, async |tx| {
+                apps::insert(&**tx, name, api_key, &sealed, Timestamp::now()).await
+            })
+            .await?;
+        self.app_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("app vanished after insert".into()))
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>> {
+        apps::select(&**self.pool.get().await?, &self.secrets, apps::Filter::All).await
+    }
+
+    async fn app_by_key(&self, api_key: &str) -> Result<Option<App>> {
+        let client = self.pool.get().await?;
+        let found = apps::select(&**client, &self.secrets, apps::Filter::Key(api_key)).await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn app_by_id(&self, id: AppId) -> Result<Option<App>> {
+        let client = self.pool.get().await?;
+        let found = apps::select(&**client, &self.secrets, apps::Filter::Id(id)).await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn update_app_settings(&self, id: AppId, settings: AppSettings) -> Result<()> {
+        self.in_transaction(true, async |tx| {
+            apps::update_settings(&**tx, &self.secrets, id, &settings, Timestamp::now()).await
+        })
+        .await
+    }
+
+    async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>> {
+        let client = self.pool.get().await?;
+        let rows = hooks::select(&**client, &self.secrets, Some(app)).await?;
+        Ok(rows.into_iter().map(|r| r.hook).collect())
+    }
+
+    async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
+        hooks::select(&**self.pool.get().await?, &self.secrets, None).await
+    }
+
+    async fn replace_hooks(&self, app: AppId, list: Vec<EventHook>) -> Result<()> {
+        self.in_transaction(true, async |tx| {
+            hooks::replace(&**tx, &self.secrets, app, &list).await
+        })
+        .await
+    }
+
+    async fn append(&self, app: AppId, events: Vec<PreparedEvent>) -> Result<Vec<Appended>> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteOp::Append { app, events, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+        events::read_after(&**self.pool.get().await?, app, after, limit).await
+    }
+
+    fn subscribe_appends(&self) -> watch::Receiver<Seq> {
+        self.appended.subscribe()
+    }
+
+    async fn cursor(&self, hook: &HookId) -> Result<Option<Cursor>> {
+        progress::cursor(&**self.pool.get().await?, hook).await
+    }
+
+    async fn due_retries(
+        &self,
+        hook: &HookId,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueRetry>> {
+        progress::due_retries(&**self.pool.get().await?, hook, now, limit).await
+    }
+
+    async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>> {
+        progress::next_retry_at(&**self.pool.get().await?, hook).await
+    }
+
+    async fn record_progress(&self, progress: Progress) -> Result<()> {
+        if progress.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteOp::Progress { progress, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn dead_letters(
+        &self,
+        hook: &HookId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        progress::dead_letters(&**self.pool.get().await?, hook, before, limit).await
+    }
+
+    async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
+        self.in_transaction(true, async |tx| {
+            progress::set_paused(&**tx, hook, paused).await
+        })
+        .await
+    }
+
+    async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {
+        // Notified as a configuration change: the owner's worker wakes and adopts the cursor.
+        let behind = self
+            .in_transaction(true, async |tx| progress::rewind(&**tx, hook, since).await)
+            .await?;
+        self.appended.send_modify(|_| {});
+        Ok(behind)
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        hook: &HookId,
+        event_ids: Option<Vec<String>>,
+    ) -> Result<u64> {
+        let n = self
+            .in_transaction(true, async |tx| {
+                progress::replay_dead_letters(&**tx, hook, event_ids.as_deref(), Timestamp::now())
+                    .await
+            })
+            .await?;
+        self.appended.send_modify(|_| {});
+        Ok(n)
+    }
+
+    async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>> {
+        progress::backlog(&**self.pool.get().await?, app, hook).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        let read_only: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if read_only {
+            return Err(StoreError::Unavailable(
+                "the database is a read-only replica".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn subscribe_config(&self) -> watch::Receiver<u64> {
+        self.config.subscribe()
+    }
+
+    async fn lease_round(&self) -> Result<Option<LeaseRound>> {
+        let started = Instant::now();
+        let client = self.pool.get().await?;
+        let (round, local) = leases::round(&**client, &self.node, self.lease_ttl, started).await?;
+        *self.local_leases() = local;
+        Ok(Some(round))
+    }
+
+    async fn release_leases(&self, hooks: &[HookId]) -> Result<()> {
+        {
+            let mut local = self.local_leases();
+            for h in hooks {
+                local.owned.remove(h);
+            }
+        }
+        let ids: Vec<&str> = hooks.iter().map(HookId::as_str).collect();
+        leases::release(&**self.pool.get().await?, &self.node, &ids).await
+    }
+
+    async fn leave(&self) -> Result<()> {
+        *self.local_leases() = leases::LocalLeases::default();
+        leases::leave(&**self.pool.get().await?, &self.node).await
+    }
+
+    fn lease(&self, hook: &HookId) -> Lease {
+        let local = self.local_leases();
+        if local.owned.contains(hook) {
+            Lease::Until(local.valid_until)
+        } else {
+            Lease::None
+        }
+    }
+
+    async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let apps: Vec<AppId> = client
+            .query("SELECT id FROM apps ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut total = 0;
+        for app in apps {
+            loop {
+                let n = events::delete_collectable(&**client, app, older_than, GC_SLICE).await?;
+                total += n;
+                if n < GC_SLICE as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
