@@ -1,10 +1,16 @@
-//! The dispatcher: keeps exactly one worker running per enabled hook.
+//! The dispatcher: keeps exactly one worker running per enabled hook this node owns.
 //!
-//! It compares the hooks in the store with the workers it runs whenever the API says hooks
-//! changed (and every 30 s as a safety net). A changed hook's worker is stopped, and waited for,
-//! before its successor starts, so two workers never deliver the same hook at once.
+//! It compares the hooks in the store with the workers it runs whenever hooks change (the API
+//! says so, or the store does for changes made on another node) and every 30 s as a safety net.
+//! A changed hook's worker is stopped, and waited for, before its successor starts, so two
+//! workers never deliver the same hook at once.
+//!
+//! With a store shared by several nodes, a hook is delivered by the node holding its lease. The
+//! dispatcher runs the store's lease rounds; when told to give hooks up (another node joined),
+//! it stops their workers first and only then releases the leases. On shutdown it gives every
+//! lease back, so the other nodes take the hooks over at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +122,8 @@ pub struct Dispatcher {
     stats: Arc<StatsRegistry>,
     alive: Arc<std::sync::atomic::AtomicBool>,
     running: HashMap<HookId, Running>,
+    /// Hooks this node holds a lease on; `None` when it owns every hook (one node).
+    owned: Option<HashSet<HookId>>,
 }
 
 /// What a worker needs to know about its app: the signing secret, and the rest.
@@ -160,6 +168,7 @@ impl Dispatcher {
             stats,
             alive,
             running: HashMap::new(),
+            owned: None,
         };
         Ok((dispatcher, handle))
     }
@@ -168,13 +177,23 @@ impl Dispatcher {
     /// round it is in (its sends and its progress write) first.
     pub async fn run(mut self, shutdown: CancellationToken) {
         self.alive.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut config = self.store.subscribe_config();
+        let mut next_lease_round = tokio::time::Instant::now();
         loop {
+            config.borrow_and_update();
+            let now = tokio::time::Instant::now();
+            if now >= next_lease_round {
+                next_lease_round = now + self.lease_round().await;
+            }
             if let Err(e) = self.reconcile().await {
                 tracing::error!(error = %e, "cannot read hooks; retrying");
             }
+            let wake = next_lease_round.min(tokio::time::Instant::now() + RECONCILE_EVERY);
             tokio::select! {
                 _ = self.changed.notified() => {}
-                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                // A change made through another node: new hooks may be free to take now.
+                _ = config.changed() => next_lease_round = tokio::time::Instant::now(),
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -187,17 +206,64 @@ impl Dispatcher {
         for r in stopping {
             let _ = r.task.await;
         }
+        if self.owned.is_some()
+            && let Err(e) = self.store.leave().await
+        {
+            tracing::warn!(error = %e, "cannot give the hook leases back; they expire by themselves");
+        }
+    }
+
+    /// Renews and shares out the leases; returns when the next round is due. On a store error
+    /// the leases are kept as they were: they lapse by themselves if the database stays away.
+    async fn lease_round(&mut self) -> Duration {
+        let round = match self.store.lease_round().await {
+            Ok(Some(round)) => round,
+            Ok(None) => return RECONCILE_EVERY,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew hook leases; retrying");
+                return Duration::from_secs(1);
+            }
+        };
+        let mut owned = round.owned;
+        if round.surplus > 0 {
+            // Give up idle hooks first, then the rest, in a stable order.
+            let mut give: Vec<HookId> = owned.iter().cloned().collect();
+            give.sort_by_key(|id| (self.running.contains_key(id), id.as_str().to_owned()));
+            give.truncate(round.surplus);
+            for id in &give {
+                self.stop_worker(id).await;
+                owned.remove(id);
+            }
+            if let Err(e) = self.store.release_leases(&give).await {
+                tracing::warn!(error = %e, "cannot give hook leases back; they expire by themselves");
+            }
+        }
+        self.owned = Some(owned);
+        round.next_in
+    }
+
+    async fn stop_worker(&mut self, id: &HookId) {
+        if let Some(r) = self.running.remove(id) {
+            r.cancel.cancel();
+            let _ = r.task.await;
+            tracing::info!(hook_id = %id, "hook worker stopped");
+        }
     }
 
     async fn reconcile(&mut self) -> hookrelay_store::Result<()> {
         let hooks = self.store.all_hooks().await?;
         let mut secrets: HashMap<AppId, Option<App>> = HashMap::new();
         let mut wanted: HashMap<HookId, (AppId, EventHook)> = HashMap::new();
-        let mut existing = std::collections::HashSet::new();
+        let mut existing = HashSet::new();
         for record in hooks {
             existing.insert(record.hook.id.clone());
-            // Disabled and paused hooks have no worker; paused ones keep their backlog.
-            if record.hook.enabled && !record.paused {
+            // Disabled and paused hooks have no worker; paused ones keep their backlog. Hooks
+            // leased by other nodes are theirs to deliver.
+            let ours = self
+                .owned
+                .as_ref()
+                .is_none_or(|owned| owned.contains(&record.hook.id));
+            if record.hook.enabled && !record.paused && ours {
                 wanted.insert(record.hook.id.clone(), (record.app, record.hook));
             }
         }
@@ -222,11 +288,7 @@ impl Dispatcher {
             }
         }
         for id in stop {
-            if let Some(r) = self.running.remove(&id) {
-                r.cancel.cancel();
-                let _ = r.task.await;
-                tracing::info!(hook_id = %id, "hook worker stopped");
-            }
+            self.stop_worker(&id).await;
             if !existing.contains(&id) {
                 self.stats.forget(&id);
             }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use hookrelay_core::{EventFilter, EventHook, Secret, Timestamp};
 use hookrelay_store::{
-    AppId, Cursor, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Seq, Store,
+    AppId, Cursor, Lease, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Seq, Store,
     StoreError, StoredEvent,
 };
 use tokio::task::JoinSet;
@@ -62,6 +62,8 @@ enum Round {
     Progressed,
     /// The destination failed every call: back off.
     DestinationDown(CallError),
+    /// This node does not hold the hook's lease (any more): send nothing, wait to be stopped.
+    NotOwner,
 }
 
 /// A batch and what happened to it.
@@ -91,6 +93,7 @@ impl Worker {
         let mut failures = 0u32;
         while !self.cancel.is_cancelled() {
             appended.borrow_and_update();
+            let mut listen = true;
             let wait = match self.round(&mut cursor, failures > 0).await {
                 Ok(Round::Progressed) => {
                     failures = 0;
@@ -115,6 +118,13 @@ impl Worker {
                         "destination failed every call; backing off");
                     delay
                 }
+                Ok(Round::NotOwner) | Err(StoreError::NotOwner(_)) => {
+                    // The lease lapsed or moved (this node was paused, or cut off from the
+                    // database): the dispatcher stops this worker, or the lease comes back.
+                    tracing::warn!(hook_id = %hook_id, "hook lease not held; not sending");
+                    listen = false;
+                    Duration::from_secs(1)
+                }
                 Err(StoreError::Stale(_)) => {
                     // Rewound (replay since) while this round ran: start again from the new cursor.
                     match self.store.cursor(&hook_id).await {
@@ -129,7 +139,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = appended.changed(), if failures == 0 => {}
+                _ = appended.changed(), if failures == 0 && listen => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.cancel.cancelled() => {}
             }
@@ -153,6 +163,9 @@ impl Worker {
     }
 
     async fn round(&self, cursor: &mut Cursor, probing: bool) -> hookrelay_store::Result<Round> {
+        if !self.store.lease(&self.hook.id).is_held() {
+            return Ok(Round::NotOwner);
+        }
         // A rewind (replay since) changes the stored cursor under a new epoch: adopt it.
         match self.store.cursor(&self.hook.id).await? {
             Some(stored) if stored.epoch != cursor.epoch => *cursor = stored,
@@ -221,7 +234,8 @@ impl Worker {
             self.settings.in_flight_for(&self.destination)
         };
         let sent_count = batches.len();
-        let Some((results, unsent)) = self.send_all(batches, in_flight, fifo).await else {
+        let Some((results, unsent)) = self.send_all(batches, in_flight, fifo, cursor.epoch).await
+        else {
             return Ok(Round::DestinationDown(CallError::transient(
                 "internal",
                 "a send task died",
@@ -296,6 +310,7 @@ impl Worker {
         batches: Vec<Vec<Item>>,
         in_flight: usize,
         fifo: bool,
+        epoch: i64,
     ) -> Option<(Vec<Sent>, Vec<Vec<Item>>)> {
         let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
         let mut next_index = pending.len();
@@ -304,11 +319,18 @@ impl Worker {
         let mut stopped = false;
         loop {
             while tasks.len() < in_flight && !stopped {
+                // Checked before every send: a node whose lease lapsed sends nothing more.
+                let lease = self.store.lease(&self.hook.id);
+                if !lease.is_held() {
+                    stopped = true;
+                    break;
+                }
                 let Some((index, batch)) = pending.pop_front() else {
                     break;
                 };
                 let dest = self.destination.clone();
                 let secret = self.app_secret.clone();
+                let hook_id = self.hook.id.clone();
                 self.recorder.sending(batch.len());
                 tasks.spawn(async move {
                     let outgoing: Vec<Outgoing> = batch
@@ -318,7 +340,15 @@ impl Worker {
                             attempt: i.attempt(),
                         })
                         .collect();
-                    let result = dest.send(&outgoing, &secret).await;
+                    let started = Timestamp::now();
+                    let result = within_lease(lease, dest.send(&outgoing, &secret)).await;
+                    if result.as_ref().is_ok_and(|o| o.contains(&EntryOutcome::Delivered)) {
+                        // One line per batch (debug level): the multi-node tests read these to
+                        // prove that no two nodes ever deliver the same hook at once.
+                        tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch,
+                            started_ms = started.millis(), finished_ms = Timestamp::now().millis(),
+                            events = outgoing.len(), "batch delivered");
+                    }
                     (index, batch, result)
                 });
             }
@@ -398,4 +428,38 @@ impl Worker {
             });
         }
     }
+}
+
+/// Runs a send while the lease lasts. The deadline is checked before the send is polled, not
+/// only by a timer: after a pause (SIGSTOP, a stalled VM) the expired lease wins over a send
+/// that would otherwise go out first. A send cut short counts as failed (the round is fenced
+/// anyway), and one that finishes after the deadline is not trusted either.
+async fn within_lease<F>(lease: Lease, send: F) -> Result<Vec<EntryOutcome>, CallError>
+where
+    F: Future<Output = Result<Vec<EntryOutcome>, CallError>>,
+{
+    let Lease::Until(deadline) = lease else {
+        return send.await;
+    };
+    let lost = || {
+        Err(CallError::transient(
+            "lease_lost",
+            "the hook lease lapsed during the send",
+        ))
+    };
+    let mut send = std::pin::pin!(send);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+    std::future::poll_fn(|cx| {
+        if std::time::Instant::now() >= deadline || timer.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(lost());
+        }
+        send.as_mut().poll(cx).map(|result| {
+            if std::time::Instant::now() >= deadline {
+                lost()
+            } else {
+                result
+            }
+        })
+    })
+    .await
 }

@@ -1,14 +1,11 @@
 //! Commands and their help.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use hookrelay_core::Secret;
-use hookrelay_store::{SqliteStore, Store};
-
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::keys;
 
 /// hookrelay: a self-hosted server that delivers an app's events to Amazon SQS queues, Amazon SNS
@@ -51,6 +48,8 @@ enum Command {
     /// Send events to a running server.
     #[command(subcommand)]
     Events(crate::client::EventsCommand),
+    /// Apply the store's schema migrations and exit (`serve` also applies them at start).
+    Migrate,
 }
 
 #[derive(Args)]
@@ -101,15 +100,30 @@ impl Cli {
             Command::Hooks(cmd) => runtime.block_on(crate::client::hooks(cmd)),
             Command::DeadLetters(cmd) => runtime.block_on(crate::client::dead_letters(cmd)),
             Command::Events(cmd) => runtime.block_on(crate::client::events(cmd)),
+            Command::Migrate => runtime.block_on(migrate(config)),
         }
     }
 }
 
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    match config.store {
+        StoreKind::Sqlite => {
+            // Opening the file runs its migrations.
+            crate::store::open(&config).await?;
+            println!("{}: schema up to date", config.database_path().display());
+        }
+        StoreKind::Postgres => {
+            let ran = hookrelay_store::postgres::migrate(crate::store::database_url(&config)?)
+                .await
+                .context("migrating PostgreSQL")?;
+            println!("PostgreSQL: {ran} migration(s) applied; schema up to date");
+        }
+    }
+    Ok(())
+}
+
 async fn apps(config: Config, cmd: AppsCommand) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        config.database_path(),
-        keys::server_key(&config.data_dir)?,
-    )?);
+    let store = crate::store::open(&config).await?;
     match cmd {
         AppsCommand::Create { name } => {
             let (key, secret) = (keys::new_api_key(), keys::new_api_secret());

@@ -30,6 +30,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log as JSON lines instead of human-readable text.
     pub log_json: bool,
+    /// Where state lives: the embedded SQLite file in `data_dir` (one node), or PostgreSQL at
+    /// `database_url` (one or several nodes).
+    pub store: StoreKind,
+    /// PostgreSQL URL, when `store = "postgres"` (`HOOKRELAY_DATABASE_URL`).
+    pub database_url: Option<String>,
     /// After SIGTERM, how long the server may take to finish requests and delivery rounds
     /// before it exits anyway (nothing accepted is lost either way: it is in the store).
     #[serde(with = "humantime_serde")]
@@ -40,6 +45,37 @@ pub struct Config {
     pub webhook: Webhook,
     pub retention: Retention,
     pub metrics: Metrics,
+    pub postgres: Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Postgres {
+    /// Connections per node.
+    pub pool_size: usize,
+    /// How long a node's hook leases last without renewal: hooks of a node that died move to
+    /// the others within about 1.25 × this.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// This node's name in the lease tables (default: random at each start).
+    pub node_id: Option<String>,
+}
+
+impl Default for Postgres {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            lease_ttl: Duration::from_secs(8),
+            node_id: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -48,6 +84,8 @@ impl Default for Config {
             listen: "127.0.0.1:3030".parse().expect("a valid literal address"),
             data_dir: PathBuf::from("./hookrelay-data"),
             log_json: false,
+            store: StoreKind::Sqlite,
+            database_url: None,
             shutdown_grace: Duration::from_secs(30),
             limits: Limits::default(),
             delivery: Delivery::default(),
@@ -55,6 +93,7 @@ impl Default for Config {
             webhook: Webhook::default(),
             retention: Retention::default(),
             metrics: Metrics::default(),
+            postgres: Postgres::default(),
         }
     }
 }

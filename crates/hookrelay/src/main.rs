@@ -13,6 +13,7 @@ mod client;
 mod config;
 mod keys;
 mod run;
+mod store;
 
 use clap::Parser;
 

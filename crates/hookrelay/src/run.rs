@@ -14,7 +14,7 @@ use hookrelay_delivery::aws::AwsSettings;
 use hookrelay_delivery::destinations::webhook::WebhookSettings;
 use hookrelay_delivery::retry::RetryPolicy;
 use hookrelay_delivery::{DeliverySettings, Dispatcher};
-use hookrelay_store::{SqliteStore, Store};
+use hookrelay_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -22,11 +22,7 @@ use crate::keys;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_json);
-    let secrets = keys::server_key(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(config.database_path(), secrets)
-            .with_context(|| format!("opening {}", config.database_path().display()))?,
-    );
+    let store = crate::store::open(&config).await?;
     ensure_first_app(&*store).await?;
 
     let shutdown = CancellationToken::new();
@@ -156,10 +152,17 @@ async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
     );
     match from_env {
         (Some(key), Some(secret)) => {
-            let app = store
+            match store
                 .create_app("default", &key, &Secret::new(secret))
-                .await?;
-            tracing::info!(app_id = app.id, api_key = %key, "created the first app from HOOKRELAY_API_KEY / HOOKRELAY_API_SECRET");
+                .await
+            {
+                Ok(app) => {
+                    tracing::info!(app_id = app.id, api_key = %key, "created the first app from HOOKRELAY_API_KEY / HOOKRELAY_API_SECRET");
+                }
+                // Several nodes starting together on a new database: another one was first.
+                Err(StoreError::ApiKeyTaken(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         _ => {
             let (key, secret) = (keys::new_api_key(), keys::new_api_secret());

@@ -80,6 +80,8 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
         "enabled": hook.enabled,
         "paused": record.paused,
         "state": state_name,
+        // The node holding the hook's delivery lease (PostgreSQL store); null on one node.
+        "node": backlog.owner,
         "lag": {"events": backlog.events_behind, "oldest_pending_age_seconds": oldest_age},
         "in_flight": load(|s| s.in_flight.load(Ordering::Relaxed)),
         "retry_backlog": backlog.retries,
