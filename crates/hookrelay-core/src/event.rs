@@ -167,7 +167,10 @@ mod tests {
             (r#"{"type":"message.new","id":null}"#, "id must be"),
             (r#"{"type":"message.new","id":"has space"}"#, "id must be"),
             (r#"{"type":"a","type":"b"}"#, "duplicate"),
-            (r#"{"type":"a","cid":"x\u0000y"}"#, "cid must not contain NUL"),
+            (
+                r#"{"type":"a","cid":"x\u0000y"}"#,
+                "cid must not contain NUL",
+            ),
         ] {
             let err = prep(input).expect_err(input);
             assert!(err.contains(want), "{input}: {err}");

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use hookrelay_core::{EventFilter, EventHook, Secret, Timestamp};
 use hookrelay_store::{
-    AppId, Cursor, Lease, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Seq, Store,
+    AppId, Cursor, DeadLetterReason, DeadLetterRecord, Lease, Progress, RetryRecord, Seq, Store,
     StoreError, StoredEvent,
 };
 use tokio::task::JoinSet;
@@ -342,7 +342,10 @@ impl Worker {
                         .collect();
                     let started = Timestamp::now();
                     let result = within_lease(lease, dest.send(&outgoing, &secret)).await;
-                    if result.as_ref().is_ok_and(|o| o.contains(&EntryOutcome::Delivered)) {
+                    if result
+                        .as_ref()
+                        .is_ok_and(|o| o.contains(&EntryOutcome::Delivered))
+                    {
                         // One line per batch (debug level): the multi-node tests read these to
                         // prove that no two nodes ever deliver the same hook at once.
                         tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch,

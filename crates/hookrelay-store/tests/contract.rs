@@ -4,7 +4,6 @@
 
 mod backends;
 
-
 use backends::Backend;
 use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::hook::input::{HookRequest, parse_hook_request};
@@ -92,8 +91,7 @@ async fn apps_keep_their_secrets_encrypted_and_survive_reopen(backend: impl Back
     assert!(store.app_by_key("nope").await.unwrap().is_none());
     assert_eq!(store.list_apps().await.unwrap().len(), 1);
     // The wrong server key cannot read them.
-    let wrong =
-        backend.open_with_key([1; 32]).await;
+    let wrong = backend.open_with_key([1; 32]).await;
     assert!(matches!(
         wrong.app_by_key("key1").await,
         Err(StoreError::Decrypt)
@@ -526,7 +524,9 @@ mod leases {
         let a = db.node(KEY, "node-a", ttl).await;
         let b = db.node(KEY, "node-b", ttl).await;
         let app = a.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
-        let hooks: Vec<_> = (1..=4).map(|i| super::hook(&format!("h{i}"), true, &[])).collect();
+        let hooks: Vec<_> = (1..=4)
+            .map(|i| super::hook(&format!("h{i}"), true, &[]))
+            .collect();
         a.replace_hooks(app, hooks.clone()).await.unwrap();
 
         // Alone, node a takes every hook; node b joins and finds none free.

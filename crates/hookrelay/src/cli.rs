@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
+use crate::config::{Config, StoreKind};
+use crate::keys;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use hookrelay_core::Secret;
-use crate::config::{Config, StoreKind};
-use crate::keys;
 
 /// hookrelay: a self-hosted server that delivers an app's events to Amazon SQS queues, Amazon SNS
 /// topics and HTTP webhooks, configured through Stream Chat's app-settings API.

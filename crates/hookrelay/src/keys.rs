@@ -38,8 +38,7 @@ pub fn server_key(data_dir: &Path) -> anyhow::Result<SecretBox> {
 /// `secret.key`, never a new one (a node with a key of its own could not read the others'
 /// secrets).
 pub fn shared_server_key(data_dir: &Path) -> anyhow::Result<SecretBox> {
-    if std::env::var_os("HOOKRELAY_SECRET_KEY").is_none() && !data_dir.join("secret.key").exists()
-    {
+    if std::env::var_os("HOOKRELAY_SECRET_KEY").is_none() && !data_dir.join("secret.key").exists() {
         bail!(
             "store = \"postgres\": set HOOKRELAY_SECRET_KEY to the same 64 hex digits on every node (e.g. from `openssl rand -hex 32`), or put that key in {}",
             data_dir.join("secret.key").display()

@@ -75,10 +75,7 @@ pub async fn replace(
             .await?;
     }
     // New hooks start at the head of the log: no backfill.
-    let head: i64 = c
-        .query_one("SELECT seq FROM log_head", &[])
-        .await?
-        .get(0);
+    let head: i64 = c.query_one("SELECT seq FROM log_head", &[]).await?.get(0);
     let upsert = c
         .prepare(
             "INSERT INTO hooks (id, app_id, position, enabled, spec, secret, cursor)

@@ -225,7 +225,9 @@ async fn listen(
                     }
                 });
                 let subscribed = client
-                    .batch_execute(&format!("LISTEN {APPENDED_CHANNEL}; LISTEN {CONFIG_CHANNEL}"))
+                    .batch_execute(&format!(
+                        "LISTEN {APPENDED_CHANNEL}; LISTEN {CONFIG_CHANNEL}"
+                    ))
                     .await;
                 if let Err(e) = subscribed {
                     tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL");
@@ -272,16 +274,14 @@ async fn writer_loop(
     }
 }
 
+/// What a group commit tells its callers: each round's result, each request's appended events.
+type GroupOutcome = (Vec<Result<()>>, Vec<Vec<Appended>>);
+
 /// One transaction for a group of appends and progress records. Progress goes first, so the
 /// `log_head` lock (which serialises appends of all nodes) is held for as short as possible.
 /// A round refused by its fence is answered with that error; the rest still commits. A database
 /// error fails the whole group, and every caller is told.
-async fn commit_group(
-    pool: &Pool,
-    group: Vec<WriteOp>,
-    appended: &watch::Sender<Seq>,
-    node: &str,
-) {
+async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender<Seq>, node: &str) {
     let started = Instant::now();
     let now = Timestamp::now();
     let mut appends = Vec::new();
@@ -292,7 +292,7 @@ async fn commit_group(
             WriteOp::Progress { progress, reply } => rounds.push((progress, reply)),
         }
     }
-    let result: Result<(Vec<Result<()>>, Vec<Vec<Appended>>)> = async {
+    let result: Result<GroupOutcome> = async {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
         let mut round_results = Vec::with_capacity(rounds.len());

@@ -100,10 +100,7 @@ pub async fn record(
         let payloads: Vec<&[u8]> = d.iter().map(|d| &d.event.payload[..]).collect();
         let reasons: Vec<&str> = d.iter().map(|d| d.reason.as_str()).collect();
         let attempts: Vec<i32> = d.iter().map(|d| d.attempts as i32).collect();
-        let errors: Vec<String> = d
-            .iter()
-            .map(|d| text(&d.last_error).into_owned())
-            .collect();
+        let errors: Vec<String> = d.iter().map(|d| text(&d.last_error).into_owned()).collect();
         c.execute(
             "INSERT INTO dead_letters (hook_id, seq, event_id, type, cid, event_created_ms, payload,
                                        reason, attempts, last_error, created_ms)
@@ -218,7 +215,11 @@ pub async fn set_paused(c: &impl GenericClient, hook: &HookId, paused: bool) -> 
     Ok(n > 0)
 }
 
-pub async fn rewind(c: &impl GenericClient, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {
+pub async fn rewind(
+    c: &impl GenericClient,
+    hook: &HookId,
+    since: Timestamp,
+) -> Result<Option<u64>> {
     let Some(row) = c
         .query_opt(
             "SELECT app_id, cursor FROM hooks WHERE id = $1 FOR UPDATE",

@@ -31,7 +31,9 @@ impl Sqlite {
 
 impl Backend for Sqlite {
     async fn open_with_key(&self, key: [u8; 32]) -> Arc<dyn Store> {
-        Arc::new(SqliteStore::open(self.dir.path().join("hookrelay.db"), SecretBox::new(&key)).unwrap())
+        Arc::new(
+            SqliteStore::open(self.dir.path().join("hookrelay.db"), SecretBox::new(&key)).unwrap(),
+        )
     }
 
     async fn raw_contents(&self) -> Vec<u8> {
@@ -76,14 +78,23 @@ impl Postgres {
         Self { url, name }
     }
 
-    pub async fn node(&self, key: [u8; 32], node_id: &str, lease_ttl: Duration) -> Arc<PostgresStore> {
+    pub async fn node(
+        &self,
+        key: [u8; 32],
+        node_id: &str,
+        lease_ttl: Duration,
+    ) -> Arc<PostgresStore> {
         let options = PostgresOptions {
             url: self.url.clone(),
             pool_size: 4,
             lease_ttl,
             node_id: Some(node_id.into()),
         };
-        Arc::new(PostgresStore::connect(options, SecretBox::new(&key)).await.unwrap())
+        Arc::new(
+            PostgresStore::connect(options, SecretBox::new(&key))
+                .await
+                .unwrap(),
+        )
     }
 
     pub async fn sql(&self) -> tokio_postgres::Client {
@@ -100,7 +111,11 @@ impl Backend for Postgres {
         let client = self.sql().await;
         let mut out = Vec::new();
         for table in ["apps", "hooks", "events"] {
-            for row in client.query(&format!("SELECT t::text FROM {table} t"), &[]).await.unwrap() {
+            for row in client
+                .query(&format!("SELECT t::text FROM {table} t"), &[])
+                .await
+                .unwrap()
+            {
                 out.extend_from_slice(row.get::<_, &str>(0).as_bytes());
             }
         }
