@@ -1,5 +1,5 @@
 //! `hookrelay-bench`: starts `hookrelay serve` on a temporary data directory (embedded SQLite,
-//! fsync on), fast local receivers (SQS, SNS, webhook), configures hooks through the real API,
+//! fsync on; or a fresh PostgreSQL database with `--store postgres`), fast local receivers (SQS, SNS, webhook), configures hooks through the real API,
 //! drives load through `POST /v1/events`, and prints a results table plus a JSON file.
 //! Run it with `scripts/bench.sh` (which builds the release binary first).
 //!
@@ -46,6 +46,12 @@ struct Args {
     /// Override the event count of backlog.
     #[arg(long)]
     backlog_events: Option<usize>,
+    /// The store hookrelay runs on: sqlite (embedded, the default) or postgres.
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    store: String,
+    /// With --store postgres: the server (each run gets a fresh database on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    database_url: String,
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -59,6 +65,10 @@ fn fmt1(v: Option<f64>) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.store == "postgres" {
+        let _ = server::POSTGRES.set(args.database_url.clone());
+    }
+    eprintln!("store: {}", args.store);
     let mut sizes = if args.quick {
         Sizes::quick()
     } else {

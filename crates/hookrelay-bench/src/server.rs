@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,8 +15,25 @@ use serde_json::{Value, json};
 pub const KEY: &str = "benchkey";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
+/// The PostgreSQL server to run hookrelay on (`--store postgres`); unset: embedded SQLite.
+/// Each hookrelay process gets a database of its own there, dropped afterwards.
+pub static POSTGRES: OnceLock<String> = OnceLock::new();
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 pub struct Server {
     child: Child,
+    /// (server URL, database name) when on PostgreSQL.
+    database: Option<(String, String)>,
     pub url: String,
     pub http: reqwest::Client,
     token: String,
@@ -35,7 +53,22 @@ impl Server {
         let config_path: PathBuf = dir.path().join("hookrelay.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        let database = match POSTGRES.get() {
+            Some(server) => {
+                let name = format!("hookrelay_bench_{}", std::process::id() ^ port as u32);
+                psql(server, &format!("DROP DATABASE IF EXISTS {name}"))?;
+                psql(server, &format!("CREATE DATABASE {name}"))?;
+                let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+                command
+                    .env("HOOKRELAY_STORE", "postgres")
+                    .env("HOOKRELAY_DATABASE_URL", format!("{base}/{name}"))
+                    .env("HOOKRELAY_SECRET_KEY", "42".repeat(32));
+                Some((server.clone(), name))
+            }
+            None => None,
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",
@@ -64,6 +97,7 @@ impl Server {
         ));
         let server = Self {
             child,
+            database,
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
@@ -134,6 +168,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((server, name)) = &self.database {
+            let _ = psql(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
     }
 }
 
