@@ -248,3 +248,39 @@ def test_a_node_paused_past_its_lease_sends_nothing_stale(tmp_path, moto, databa
         assert "hook lease not held" in a.log() or "hook worker stopped" in a.log()
     finally:
         cluster.stop()
+
+
+def test_a_change_through_one_node_reaches_the_owner_within_a_second(tmp_path, moto, database):
+    cluster = Cluster(tmp_path, moto, database, 2)
+    try:
+        a, b = cluster.nodes
+        queue = moto.create_queue()
+        hooks = a.set_hooks([sqs_hook(queue)])
+        # Send through the node that does not deliver the hook.
+        owner = wait_until(lambda: cluster.owners(a)[hooks[0]["id"]], what="a lease on the hook")
+        other = a if owner == b.name else b
+        other.set_hooks([{**hooks[0], "event_types": ["reaction.new"]}])
+        time.sleep(1)
+        other.send_events([{"id": "m1", "type": "message.new"}, {"id": "r1", "type": "reaction.new"}])
+        got = moto.drain(queue, 1, timeout=20)
+        time.sleep(1)
+        got += moto.drain(queue, 1, timeout=1)
+        assert [json.loads(m["Body"])["id"] for m in got] == ["r1"]
+    finally:
+        cluster.stop()
+
+
+def test_migrate_runs_the_schema_migrations_alone(database):
+    from conftest import BIN
+
+    env = {**os.environ, "HOOKRELAY_STORE": "postgres", "HOOKRELAY_DATABASE_URL": database}
+    first = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "1 migration(s) applied" in first.stdout
+    again = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)
+    assert "0 migration(s) applied" in again.stdout
+    assert psql(database, "SELECT version FROM hookrelay_schema") == [["1"]]
+    # Without a database URL the command says what is missing.
+    env.pop("HOOKRELAY_DATABASE_URL")
+    bad = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "HOOKRELAY_DATABASE_URL" in bad.stderr
