@@ -347,13 +347,15 @@ def webhook_hook(url, **fields):
 
 
 class Producer:
-    """Streams batches of events to a server from a thread, ~1,000 events/s, and keeps the ids
-    the server acknowledged (201). Survives the server going away and coming back."""
+    """Streams batches of events to a server from a thread (by default ~1,000 events/s: 20 per
+    batch, 10 ms apart) and keeps the ids the server acknowledged (201). Survives the server
+    going away and coming back."""
 
-    def __init__(self, server, prefix):
+    def __init__(self, server, prefix, per_batch=20, pause=0.01):
         import threading
 
         self.server, self.prefix = server, prefix
+        self.per_batch, self.pause = per_batch, pause
         self.acknowledged = []
         self.stop_flag = threading.Event()
         self.thread = threading.Thread(target=self._run)
@@ -362,15 +364,15 @@ class Producer:
     def _run(self):
         n = 0
         while not self.stop_flag.is_set():
-            batch = [{"id": f"{self.prefix}-{n + i}", "type": "message.new", "n": n + i} for i in range(20)]
-            n += 20
+            batch = [{"id": f"{self.prefix}-{n + i}", "type": "message.new", "n": n + i} for i in range(self.per_batch)]
+            n += self.per_batch
             try:
                 r = self.server.request("POST", "/v1/events", {"events": batch})
                 if r.status_code == 201:
                     self.acknowledged.extend(e["id"] for e in r.json()["events"])
             except requests.RequestException:
                 pass  # the server is down: these were never acknowledged
-            time.sleep(0.01)  # moto's pace, so the tests stay short
+            time.sleep(self.pause)  # moto's pace, so the tests stay short
 
     def stop(self):
         self.stop_flag.set()

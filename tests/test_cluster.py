@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -24,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import Server, sqs_hook, wait_until
+from conftest import BIN, Producer, Server, sqs_hook, wait_until
 
 SERVER_URL = os.environ.get("HOOKRELAY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 
@@ -114,34 +113,9 @@ def assert_one_node_at_a_time(deliveries):
     return handovers
 
 
-class SlowProducer:
-    """Sends `per_tick` events every 100 ms to one node and keeps what it acknowledged: a
-    pace moto can drain within the test."""
-
-    def __init__(self, node, prefix, per_tick=5):
-        self.node, self.prefix, self.per_tick = node, prefix, per_tick
-        self.acknowledged = []
-        self.stop_flag = threading.Event()
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self):
-        n = 0
-        while not self.stop_flag.is_set():
-            batch = [{"id": f"{self.prefix}-{n + i}", "type": "message.new"} for i in range(self.per_tick)]
-            n += self.per_tick
-            try:
-                r = self.node.request("POST", "/v1/events", {"events": batch})
-                if r.status_code == 201:
-                    self.acknowledged.extend(e["id"] for e in r.json()["events"])
-            except requests.RequestException:
-                pass  # the node is down: never acknowledged
-            time.sleep(0.1)
-
-    def stop(self):
-        self.stop_flag.set()
-        self.thread.join()
-        return self.acknowledged
+def slow_producer(node, prefix, per_batch=5):
+    """A producer at a pace moto can drain within the test: `per_batch` events every 100 ms."""
+    return Producer(node, prefix, per_batch=per_batch, pause=0.1)
 
 
 def drain_all(moto, queues, ids):
@@ -163,7 +137,7 @@ def test_three_nodes_share_hooks_and_survive_a_kill(tmp_path, moto, database):
             timeout=30,
             what="hooks spread over the three nodes",
         )
-        producers = [SlowProducer(node, f"{node.name}-{uuid.uuid4().hex[:6]}") for node in cluster.nodes]
+        producers = [slow_producer(node, f"{node.name}-{uuid.uuid4().hex[:6]}") for node in cluster.nodes]
         time.sleep(3)
 
         # Kill -9 the node delivering the most hooks, mid-stream.
@@ -180,7 +154,7 @@ def test_three_nodes_share_hooks_and_survive_a_kill(tmp_path, moto, database):
         takeover = time.monotonic() - killed_at
         time.sleep(2)
         for p in producers:
-            if p.node is not victim:
+            if p.server is not victim:
                 acknowledged += p.stop()
 
         received = drain_all(moto, queues, acknowledged)
@@ -212,7 +186,7 @@ def test_a_node_paused_past_its_lease_sends_nothing_stale(tmp_path, moto, databa
             timeout=30,
             what="one hook per node",
         )
-        producer = SlowProducer(b, "e", per_tick=5)
+        producer = slow_producer(b, "e")
         time.sleep(2)
 
         # Node a stops (as if its VM stalled) for three lease lengths; node b takes its hook.
@@ -271,8 +245,6 @@ def test_a_change_through_one_node_reaches_the_owner_within_a_second(tmp_path, m
 
 
 def test_migrate_runs_the_schema_migrations_alone(database):
-    from conftest import BIN
-
     env = {**os.environ, "HOOKRELAY_STORE": "postgres", "HOOKRELAY_DATABASE_URL": database}
     first = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr

@@ -169,7 +169,10 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some((server, name)) = &self.database {
-            let _ = psql(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            let _ = psql(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }

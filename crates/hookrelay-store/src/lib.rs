@@ -60,6 +60,19 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Hands an operation to a backend's writer (thread or task) and waits for its answer.
+pub(crate) async fn ask_writer<Op, T>(
+    writer: &tokio::sync::mpsc::Sender<Op>,
+    op: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> Op,
+) -> Result<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    writer
+        .send(op(reply))
+        .await
+        .map_err(|_| StoreError::Closed)?;
+    answer.await.map_err(|_| StoreError::Closed)?
+}
+
 /// The store contract. Implementations must be safe to share between the API and every worker.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -409,12 +409,7 @@ impl Store for PostgresStore {
     }
 
     async fn append(&self, app: AppId, events: Vec<PreparedEvent>) -> Result<Vec<Appended>> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteOp::Append { app, events, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        crate::ask_writer(&self.writer, |reply| WriteOp::Append { app, events, reply }).await
     }
 
     async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
@@ -446,12 +441,7 @@ impl Store for PostgresStore {
         if progress.is_empty() {
             return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteOp::Progress { progress, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        crate::ask_writer(&self.writer, |reply| WriteOp::Progress { progress, reply }).await
     }
 
     async fn dead_letters(
