@@ -115,26 +115,62 @@ pub fn row_to_event(r: &Row) -> StoredEvent {
     }
 }
 
-/// Deletes up to `limit` events of `app` older than `older_than` that every enabled hook of the
-/// app has passed and that no retry entry still needs. Walks the app's log from its start by
-/// primary key, so each slice is a short index range scan, not a table scan.
-pub async fn delete_collectable(
+/// Deletes the app's events older than `older_than` that every enabled hook of the app has
+/// passed and that no retry entry still needs, in windows of `slice` sequence numbers, each its
+/// own statement (the caller gives no transaction), so appends and delivery never wait long.
+///
+/// Events are appended in time order, so the old ones are at the start of the log: the walk
+/// starts there and stops at the first window followed by an event that is not old enough. When
+/// nothing is old, this costs one index lookup, not a scan of the log.
+pub async fn collect_app(
     c: &impl GenericClient,
     app: AppId,
     older_than: Timestamp,
-    limit: usize,
+    slice: i64,
 ) -> Result<u64> {
-    Ok(c.execute(
-        "DELETE FROM events WHERE app_id = $1 AND seq IN (
-             SELECT e.seq FROM events e
-             WHERE e.app_id = $1
-               AND e.created_ms < $2
-               AND e.seq <= COALESCE(
-                     (SELECT MIN(h.cursor) FROM hooks h WHERE h.app_id = $1 AND h.enabled), e.seq)
-               AND NOT EXISTS (SELECT 1 FROM retries r JOIN hooks h ON h.id = r.hook_id
-                               WHERE r.seq = e.seq AND h.app_id = $1)
-             ORDER BY e.seq LIMIT $3)",
-        &[&app, &older_than.millis(), &(limit as i64)],
-    )
-    .await?)
+    let cut = older_than.millis();
+    let first = c
+        .query_opt(
+            "SELECT seq, created_ms FROM events WHERE app_id = $1 ORDER BY seq LIMIT 1",
+            &[&app],
+        )
+        .await?;
+    let Some(mut low) = first
+        .filter(|r| r.get::<_, i64>(1) < cut)
+        .map(|r| r.get::<_, Seq>(0))
+    else {
+        return Ok(0);
+    };
+    let passed: Option<Seq> = c
+        .query_one(
+            "SELECT MIN(cursor) FROM hooks WHERE app_id = $1 AND enabled",
+            &[&app],
+        )
+        .await?
+        .get(0);
+    let passed = passed.unwrap_or(Seq::MAX);
+    let mut total = 0;
+    while low <= passed {
+        let high = low.saturating_add(slice - 1).min(passed);
+        total += c
+            .execute(
+                "DELETE FROM events e
+                 WHERE e.app_id = $1 AND e.seq BETWEEN $2 AND $3 AND e.created_ms < $4
+                   AND NOT EXISTS (SELECT 1 FROM retries r JOIN hooks h ON h.id = r.hook_id
+                                   WHERE r.seq = e.seq AND h.app_id = $1)",
+                &[&app, &low, &high, &cut],
+            )
+            .await?;
+        let next = c
+            .query_opt(
+                "SELECT seq, created_ms FROM events WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT 1",
+                &[&app, &high],
+            )
+            .await?;
+        match next {
+            Some(r) if r.get::<_, i64>(1) < cut => low = r.get(0),
+            _ => break,
+        }
+    }
+    Ok(total)
 }

@@ -43,8 +43,8 @@ use crate::{
 const MAX_OPS_PER_COMMIT: usize = 512;
 /// Requests waiting for the writer; senders wait (backpressure) when it is full.
 const WRITE_QUEUE: usize = 1024;
-/// Garbage collection deletes in slices this big, each its own short transaction.
-const GC_SLICE: usize = 5000;
+/// Garbage collection deletes in windows of this many sequence numbers, each its own statement.
+const GC_SLICE: i64 = 5000;
 const APPENDED_CHANNEL: &str = "hookrelay_appended";
 const CONFIG_CHANNEL: &str = "hookrelay_config";
 
@@ -549,13 +549,7 @@ impl Store for PostgresStore {
             .collect();
         let mut total = 0;
         for app in apps {
-            loop {
-                let n = events::delete_collectable(&**client, app, older_than, GC_SLICE).await?;
-                total += n;
-                if n < GC_SLICE as u64 {
-                    break;
-                }
-            }
+            total += events::collect_app(&**client, app, older_than, GC_SLICE).await?;
         }
         Ok(total)
     }

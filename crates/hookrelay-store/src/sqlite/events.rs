@@ -78,6 +78,18 @@ pub fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 /// Deletes up to `limit` events older than `older_than` that every enabled hook of their app has
 /// passed and that no retry entry still needs.
 pub fn delete_collectable(conn: &Connection, older_than: Timestamp, limit: usize) -> Result<usize> {
+    // Events are appended in time order: when the oldest one is not old enough, nothing is, and
+    // the scan below (which would read the whole log on the writer thread) is skipped.
+    let oldest: Option<i64> = conn
+        .query_row(
+            "SELECT created_ms FROM events ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if oldest.is_none_or(|ms| ms >= older_than.millis()) {
+        return Ok(0);
+    }
     let n = conn.execute(
         "DELETE FROM events WHERE seq IN (
              SELECT e.seq FROM events e
