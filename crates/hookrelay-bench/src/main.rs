@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
         .find(|r| r.scenario == "baseline")
         .and_then(|r| r.delivered_per_s);
     println!(
-        "{:<9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "{:<9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
         "scenario",
         "events",
         "ingest/s",
@@ -121,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
         "max ms",
         "RSS MiB",
         "drain/s",
-        "×base"
+        "×base",
+        "CPU µs"
     );
     for r in &results {
         let lat = r.latency_ms.as_ref();
@@ -130,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+            "{:<9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
             r.scenario,
             r.events,
             fmt(r.ingested_per_s),
@@ -141,7 +142,8 @@ async fn main() -> anyhow::Result<()> {
             fmt1(lat.map(|l| l.max)),
             fmt1(r.peak_rss_mib),
             fmt(r.drain_per_s),
-            ratio
+            ratio,
+            fmt1(r.cpu_us_per_event)
         );
     }
     if let Some(dir) = args.out.parent() {

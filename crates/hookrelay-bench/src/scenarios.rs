@@ -57,6 +57,10 @@ pub struct Outcome {
     pub latency_ms: Option<Percentiles>,
     pub peak_rss_mib: Option<f64>,
     pub drain_per_s: Option<f64>,
+    /// CPU time (user + system) the hookrelay process spent per event (per delivery in
+    /// fanout), in microseconds: a figure that noisy neighbours on a shared machine move far
+    /// less than throughput.
+    pub cpu_us_per_event: Option<f64>,
     pub note: String,
 }
 
@@ -162,6 +166,7 @@ pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         delivered_per_s: Some(n as f64 / delivery_secs),
         latency_ms: Some(latencies(&arrivals, &acks, n)?),
         peak_rss_mib: Some(server.peak_rss_mib()),
+        cpu_us_per_event: server.cpu_seconds().map(|s| s * 1e6 / n as f64),
         note: "1 KB events, 100 per request, 8 requests in flight, 1 SQS hook".into(),
         ..Outcome::default()
     })
@@ -228,6 +233,7 @@ pub async fn fanout(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         ingested_per_s: Some(n as f64 / ingest.as_secs_f64()),
         delivered_per_s: Some(10.0 * n as f64 / secs),
         peak_rss_mib: Some(server.peak_rss_mib()),
+        cpu_us_per_event: server.cpu_seconds().map(|s| s * 1e6 / (10 * n) as f64),
         note: "10 hooks (4 SQS, 3 SNS, 3 webhook); delivered = deliveries/s".into(),
         ..Outcome::default()
     })

@@ -158,6 +158,18 @@ impl Server {
         self.status_kib("VmRSS:").unwrap_or(0) as f64 / 1024.0
     }
 
+    /// CPU time the process has used (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may hold spaces, hence the last ')'): utime and
+        // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
     /// Peak resident memory since start, in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         self.status_kib("VmHWM:").unwrap_or(0) as f64 / 1024.0

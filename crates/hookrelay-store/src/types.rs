@@ -51,8 +51,9 @@ pub struct StoredEvent {
     pub payload: Payload,
 }
 
-/// Shared, immutable payload bytes: cloned into destination batches without copying.
-pub type Payload = std::sync::Arc<[u8]>;
+/// Shared, immutable payload bytes: cloned into destination batches and webhook request bodies
+/// without copying.
+pub type Payload = bytes::Bytes;
 
 /// A retry entry that is due, with its event.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 //! * `run`: `serve`: opens the store, starts the dispatcher, the garbage collector and the API,
 //!   and shuts them down in order.
 //! * `keys`: the server key that encrypts secrets at rest, and the first app's credentials.
+//! * `store`: opens the configured store (embedded SQLite or PostgreSQL).
 
 mod cli;
 mod client;

@@ -144,9 +144,13 @@ pub fn fifo_group(event: &StoredEvent) -> &str {
     }
 }
 
-/// The body as text: stored payloads are JSON that was parsed from a `&str`, so always UTF-8.
+/// The body as text: stored payloads are JSON that was parsed from a `&str`, so always UTF-8
+/// (the strict check is much cheaper than the lossy one, which is only the fallback).
 pub fn body_text(event: &StoredEvent) -> String {
-    String::from_utf8_lossy(&event.payload).into_owned()
+    match std::str::from_utf8(&event.payload) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&event.payload).into_owned(),
+    }
 }
 
 /// Maps batch-result ids (the entry's index) to outcomes: every entry starts as failed, and only

@@ -168,7 +168,7 @@ impl WebhookDestination {
         request = if self.compress {
             request.header(CONTENT_ENCODING, "gzip").body(gzip(payload))
         } else {
-            request.body(payload.to_vec())
+            request.body(payload.clone())
         };
         let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();

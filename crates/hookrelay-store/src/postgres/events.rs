@@ -1,13 +1,12 @@
 //! The `events` table: the append-only log, and `log_head`, which numbers it.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use hookrelay_core::Timestamp;
 use hookrelay_core::event::PreparedEvent;
 use tokio_postgres::{GenericClient, Row};
 
-use crate::{AppId, Appended, Result, Seq, StoredEvent};
+use crate::{AppId, Appended, Payload, Result, Seq, StoredEvent};
 
 /// The highest sequence number ever given out (0 for an empty log), including deleted events.
 pub async fn high_water_mark(c: &impl GenericClient) -> Result<Seq> {
@@ -111,7 +110,7 @@ pub fn row_to_event(r: &Row) -> StoredEvent {
         event_type: r.get(2),
         cid: r.get(3),
         created_at: Timestamp::from_millis(r.get(4)),
-        payload: Arc::from(payload),
+        payload: Payload::copy_from_slice(payload),
     }
 }
 

@@ -1,12 +1,10 @@
 //! The `events` table: the append-only log.
 
-use std::sync::Arc;
-
 use hookrelay_core::Timestamp;
 use hookrelay_core::event::PreparedEvent;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{AppId, Appended, Result, Seq, StoredEvent};
+use crate::{AppId, Appended, Payload, Result, Seq, StoredEvent};
 
 /// The highest sequence number ever given out (0 for an empty log), including deleted events.
 pub fn high_water_mark(conn: &Connection) -> Result<Seq> {
@@ -64,6 +62,7 @@ pub fn read_after(
 
 /// Maps the columns `seq, event_id, type, cid, created_ms, payload` (in that order).
 pub fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    // Bytes takes the Vec as it is: one copy, out of SQLite's buffer.
     let payload: Vec<u8> = r.get(5)?;
     Ok(StoredEvent {
         seq: r.get(0)?,
@@ -71,7 +70,7 @@ pub fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         event_type: r.get(2)?,
         cid: r.get(3)?,
         created_at: Timestamp::from_millis(r.get(4)?),
-        payload: Arc::from(payload),
+        payload: Payload::from(payload),
     })
 }
 
