@@ -225,6 +225,7 @@ def test_a_node_paused_past_its_lease_sends_nothing_stale(tmp_path, moto, databa
 
 
 def test_a_change_through_one_node_reaches_the_owner_within_a_second(tmp_path, moto, database):
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
     cluster = Cluster(tmp_path, moto, database, 2)
     try:
         a, b = cluster.nodes
@@ -240,6 +241,12 @@ def test_a_change_through_one_node_reaches_the_owner_within_a_second(tmp_path, m
         time.sleep(1)
         got += moto.drain(queue, 1, timeout=1)
         assert [json.loads(m["Body"])["id"] for m in got] == ["r1"]
+        # A replay asked of the other node wakes the owner's idle worker at once (not at its
+        # 60 s idle re-check).
+        r = other.request("POST", f"/v1/hooks/{hooks[0]['id']}/replay", {"since": since})
+        assert r.status_code == 200, r.text
+        again = moto.drain(queue, 1, timeout=10)
+        assert [json.loads(m["Body"])["id"] for m in again] == ["r1"]
     finally:
         cluster.stop()
 

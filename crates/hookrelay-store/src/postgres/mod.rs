@@ -245,6 +245,9 @@ async fn listen(
                             });
                         } else {
                             changed.send_modify(|n| *n += 1);
+                            // A rewind or a dead-letter replay made on another node gives this
+                            // node's idle workers something to do: wake them too.
+                            appended.send_modify(|_| {});
                         }
                     }
                 }
