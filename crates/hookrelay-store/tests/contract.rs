@@ -13,6 +13,18 @@ use hookrelay_store::{
 };
 use serde_json::json;
 
+/// An app with one enabled hook (`h`, every event type), the setting most tests start from.
+async fn app_with_hook(store: &dyn Store) -> (i64, EventHook) {
+    let app = store
+        .create_app("a", "k", &Secret::new("s"))
+        .await
+        .unwrap()
+        .id;
+    let h = hook("h", true, &[]);
+    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    (app, h)
+}
+
 /// Takes the leases of every hook (a no-op on the single-node store) and returns the hook's
 /// current epoch, which a lease takeover bumps.
 async fn own(store: &dyn Store, hook: &HookId) -> i64 {
@@ -238,13 +250,7 @@ async fn append_is_idempotent_ordered_and_group_committed(backend: impl Backend)
 
 async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl Backend) {
     let store = backend.open().await;
-    let app = store
-        .create_app("a", "k", &Secret::new("s"))
-        .await
-        .unwrap()
-        .id;
-    let h = hook("h", true, &[]);
-    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    let (app, h) = app_with_hook(&*store).await;
     store
         .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
@@ -319,13 +325,7 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
 
 async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend) {
     let store = backend.open().await;
-    let app = store
-        .create_app("a", "k", &Secret::new("s"))
-        .await
-        .unwrap()
-        .id;
-    let h = hook("h", true, &[]);
-    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    let (app, h) = app_with_hook(&*store).await;
     store
         .append(app, (1..=4).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
@@ -364,13 +364,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend
 
 async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
     let store = backend.open().await;
-    let app = store
-        .create_app("a", "k", &Secret::new("s"))
-        .await
-        .unwrap()
-        .id;
-    let h = hook("h", true, &[]);
-    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    let (app, h) = app_with_hook(&*store).await;
     let start = Timestamp::now();
     store
         .append(app, (1..=5).map(|i| event(&format!("e{i}"), "t")).collect())
@@ -413,13 +407,7 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
 
 async fn pause_and_dead_letter_replay(backend: impl Backend) {
     let store = backend.open().await;
-    let app = store
-        .create_app("a", "k", &Secret::new("s"))
-        .await
-        .unwrap()
-        .id;
-    let h = hook("h", true, &[]);
-    store.replace_hooks(app, vec![h.clone()]).await.unwrap();
+    let (app, h) = app_with_hook(&*store).await;
     assert!(store.set_paused(&h.id, true).await.unwrap());
     assert!(store.all_hooks().await.unwrap()[0].paused);
     // A PATCH of the hook list keeps the operational state.
