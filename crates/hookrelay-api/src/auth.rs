@@ -132,7 +132,7 @@ pub fn verify_hs256(
     if !bool::from(expected.as_slice().ct_eq(&signature)) {
         return Err(unauthorized(
             Code::TokenSignatureInvalid,
-            "JWT token signature is invalid",
+            "JWT token signature is invalid: the token was not signed with this app's API secret (check the secret your client uses)",
         ));
     }
     let claims: serde_json::Map<String, Value> = URL_SAFE_NO_PAD

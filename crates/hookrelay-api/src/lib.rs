@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //! * [`router`]: every route, on both Stream path families (`/app` and `/api/v2/app`, …).
-//! * `routes/`: one module per area: `app_settings` (GET/PATCH app), `check` (check_sqs,
+//! * `routes/`: one module per area: `app_settings` (GET/PATCH app), `app_lifecycle` (rotate the
+//!   API secret, delete the app), `check` (check_sqs,
 //!   check_sns), `hook_events`, `events` (ingest), `dead_letters`, `hooks` (status, pause,
-//!   replay), `health` (healthz, readyz), `metrics` (Prometheus).
+//!   replay, test), `health` (healthz, readyz), `metrics` (Prometheus).
 //! * `auth`: [`auth::AppAuth`], the extractor that authenticates a request as Stream's SDKs send it.
 //! * `extract`: [`extract::JsonBody`], a body extractor whose refusals are Stream-format errors.
 //! * `error`: [`error::ApiError`], Stream's error envelope; `context`: request timing and operation.
@@ -47,11 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/check_sns", post(check::sns))
         .route("/hook/events", get(hook_events::list))
         .route("/v1/events", post(events::ingest))
+        .route("/v1/app", axum::routing::delete(app_lifecycle::delete))
+        .route("/v1/app/secret", post(app_lifecycle::set_secret))
         .route("/v1/hooks", get(hooks::list))
         .route("/v1/hooks/{hook_id}", get(hooks::get))
         .route("/v1/hooks/{hook_id}/pause", post(hooks::pause))
         .route("/v1/hooks/{hook_id}/resume", post(hooks::resume))
         .route("/v1/hooks/{hook_id}/replay", post(hooks::replay_since))
+        .route("/v1/hooks/{hook_id}/test", post(hooks::test))
         .route("/v1/hooks/{hook_id}/dead_letters", get(dead_letters::list))
         .route(
             "/v1/hooks/{hook_id}/dead_letters/replay",

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+use hookrelay_core::hook::input::HookRules;
 use hookrelay_store::{App, Store};
 
 use crate::error::ApiResult;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub delivery: hookrelay_delivery::DeliveryHandle,
     /// Renders `/metrics`; `None` when metrics are disabled.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// What hooks may point at (emulator endpoints).
+    pub hook_rules: Arc<HookRules>,
 }
 
 impl AppState {
@@ -49,29 +53,42 @@ impl AppState {
             limits,
             delivery,
             metrics,
+            hook_rules: Arc::default(),
         }
+    }
+
+    pub fn with_hook_rules(mut self, rules: HookRules) -> Self {
+        self.hook_rules = Arc::new(rules);
+        self
     }
 }
 
+/// How long an app read from the store is trusted before it is read again: the bound on how
+/// long a secret rotated or an app deleted through another node (or `hookrelay apps` on the data
+/// directory) keeps working here.
+const APP_CACHE_TTL: Duration = Duration::from_secs(2);
+
 /// Apps by API key, so authenticating a request (ingest above all) costs no database read.
 /// A miss reads the store, so apps created by `hookrelay apps create` while the server runs are
-/// found; `PATCH /app` refreshes the entry of the app it changed.
+/// found; `PATCH /app`, a secret rotation and a deletion refresh the entry of their app at once.
 #[derive(Default)]
 pub struct AppCache {
-    by_key: RwLock<HashMap<String, Arc<App>>>,
+    by_key: RwLock<HashMap<String, (Arc<App>, Instant)>>,
 }
 
 impl AppCache {
     pub async fn by_key(&self, store: &dyn Store, key: &str) -> ApiResult<Option<Arc<App>>> {
-        if let Some(app) = self
+        if let Some((app, read_at)) = self
             .by_key
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
+            && read_at.elapsed() < APP_CACHE_TTL
         {
             return Ok(Some(app.clone()));
         }
         let Some(app) = store.app_by_key(key).await? else {
+            self.remove(key);
             return Ok(None);
         };
         let app = Arc::new(app);
@@ -83,6 +100,13 @@ impl AppCache {
         self.by_key
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(app.api_key.clone(), app);
+            .insert(app.api_key.clone(), (app, Instant::now()));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.by_key
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }

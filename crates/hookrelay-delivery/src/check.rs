@@ -126,6 +126,45 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
     }
 }
 
+/// What a hook's destination answered to a test event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestReport {
+    pub event_id: String,
+    pub latency: std::time::Duration,
+    /// `None` when the event was delivered.
+    pub error: Option<CallError>,
+}
+
+/// Sends a `health.check` event as one delivery attempt and reports what happened.
+pub async fn send_test_event(destination: &Destination, app_secret: &Secret) -> TestReport {
+    let event = health_check_event();
+    let outgoing = Outgoing {
+        event: event.clone(),
+        attempt: 1,
+    };
+    let started = std::time::Instant::now();
+    let result = destination
+        .send(std::slice::from_ref(&outgoing), app_secret)
+        .await;
+    let latency = started.elapsed();
+    let error = match result {
+        Ok(outcomes) => match outcomes.into_iter().next() {
+            Some(EntryOutcome::Delivered) => None,
+            Some(EntryOutcome::Failed(e)) => Some(e),
+            None => Some(CallError::transient(
+                "missing",
+                "the destination's answer did not mention the event",
+            )),
+        },
+        Err(e) => Some(e),
+    };
+    TestReport {
+        event_id: event.id,
+        latency,
+        error,
+    }
+}
+
 async fn send_one(
     dest: &Destination,
     event: &StoredEvent,

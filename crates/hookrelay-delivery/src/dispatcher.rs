@@ -77,6 +77,7 @@ impl Default for DeliverySettings {
 pub struct DeliveryHandle {
     changed: Arc<Notify>,
     clients: Arc<AwsClients>,
+    http: WebhookClient,
     stats: Arc<StatsRegistry>,
     running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -101,6 +102,14 @@ impl DeliveryHandle {
 
     pub async fn check(&self, app: &App, target: &Target) -> Result<(), CheckFailure> {
         crate::check::check(&self.clients, app, target).await
+    }
+
+    /// Sends one `health.check` event to the hook's destination through the path deliveries
+    /// take, without touching the hook's cursor, retries or counters.
+    pub async fn test_hook(&self, app: &App, hook: &EventHook) -> crate::check::TestReport {
+        let (_, context) = app_view(app);
+        let destination = Destination::for_hook(&self.clients, &self.http, hook, &context).await;
+        crate::check::send_test_event(&destination, &app.api_secret).await
     }
 }
 
@@ -156,6 +165,7 @@ impl Dispatcher {
         let handle = DeliveryHandle {
             changed: changed.clone(),
             clients: clients.clone(),
+            http: http.clone(),
             stats: stats.clone(),
             running: alive.clone(),
         };

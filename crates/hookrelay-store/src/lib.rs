@@ -83,6 +83,11 @@ pub trait Store: Send + Sync + 'static {
     async fn app_by_id(&self, id: AppId) -> Result<Option<App>>;
     /// Replaces the app's stored settings (the `PATCH /app` fields other than `event_hooks`).
     async fn update_app_settings(&self, id: AppId, settings: AppSettings) -> Result<()>;
+    /// Replaces the app's API secret (the old one stops authenticating at once).
+    async fn set_api_secret(&self, id: AppId, api_secret: &Secret) -> Result<()>;
+    /// Deletes the app with its hooks, their pending work and dead letters, and its events.
+    /// False when there was no such app.
+    async fn delete_app(&self, id: AppId) -> Result<bool>;
 
     // --- hooks ---
     /// The app's hooks, in the order they were given.
@@ -134,12 +139,12 @@ pub trait Store: Send + Sync + 'static {
     /// after the cursor, or `None` if there is no such hook.
     async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>>;
     /// Puts dead letters (all of the hook's, or those with these event ids) back into delivery as
-    /// retry entries due now, and removes them from the list. Returns how many.
+    /// retry entries due now, and removes them from the list. Returns the replayed event ids.
     async fn replay_dead_letters(
         &self,
         hook: &HookId,
         event_ids: Option<Vec<String>>,
-    ) -> Result<u64>;
+    ) -> Result<Vec<String>>;
     /// What the hook still has to do.
     async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>>;
     /// Whether the store accepts writes (for readiness checks).

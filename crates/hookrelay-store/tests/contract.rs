@@ -6,7 +6,7 @@ mod backends;
 
 use backends::Backend;
 use hookrelay_core::event::PreparedEvent;
-use hookrelay_core::hook::input::{HookRequest, parse_hook_request};
+use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
     AppSettings, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Store, StoreError,
@@ -38,7 +38,8 @@ fn hook(id: &str, enabled: bool, types: &[&str]) -> EventHook {
         "sqs_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
         "sqs_region": "us-east-1", "sqs_auth_type": "keys", "sqs_key": "AKIA", "sqs_secret": "shh",
     });
-    match parse_hook_request(&v, false, |_| None, Timestamp::now()).unwrap() {
+    match parse_hook_request(&v, false, |_| None, &HookRules::default(), Timestamp::now()).unwrap()
+    {
         HookRequest::Upsert(h) => h,
         HookRequest::Delete(_) => unreachable!(),
     }
@@ -440,10 +441,11 @@ async fn pause_and_dead_letter_replay(backend: impl Backend) {
     woken.borrow_and_update();
     assert_eq!(
         store
-            .replay_dead_letters(&h.id, Some(vec!["e2".into()]))
+            .replay_dead_letters(&h.id, Some(vec!["e2".into(), "nope".into()]))
             .await
             .unwrap(),
-        1
+        vec!["e2".to_owned()],
+        "only the ids that were dead letters are replayed"
     );
     assert!(woken.has_changed().unwrap(), "workers are woken");
     let due = store
@@ -462,7 +464,10 @@ async fn pause_and_dead_letter_replay(backend: impl Backend) {
         left.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
         vec!["e1"]
     );
-    assert_eq!(store.replay_dead_letters(&h.id, None).await.unwrap(), 1);
+    assert_eq!(
+        store.replay_dead_letters(&h.id, None).await.unwrap(),
+        vec!["e1".to_owned()]
+    );
     assert!(
         store
             .dead_letters(&h.id, None, 10)
@@ -473,7 +478,53 @@ async fn pause_and_dead_letter_replay(backend: impl Backend) {
     store.check_writable().await.unwrap();
 }
 
+async fn an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds(backend: impl Backend) {
+    let store = backend.open().await;
+    let (app, h) = app_with_hook(&*store).await;
+    let other = store
+        .create_app("b", "k2", &Secret::new("s2"))
+        .await
+        .unwrap()
+        .id;
+    store
+        .replace_hooks(other, vec![hook("h2", true, &[])])
+        .await
+        .unwrap();
+    store
+        .append(app, vec![event("e1", "message.new")])
+        .await
+        .unwrap();
+    store
+        .append(other, vec![event("e1", "message.new")])
+        .await
+        .unwrap();
+
+    store
+        .set_api_secret(app, &Secret::new("rotated"))
+        .await
+        .unwrap();
+    let stored = store.app_by_id(app).await.unwrap().unwrap();
+    assert_eq!(stored.api_secret.expose(), "rotated");
+
+    assert!(store.delete_app(app).await.unwrap());
+    assert!(!store.delete_app(app).await.unwrap(), "already gone");
+    assert!(store.app_by_key("k").await.unwrap().is_none());
+    assert!(
+        store.cursor(&h.id).await.unwrap().is_none(),
+        "its hook is gone"
+    );
+    assert!(store.read_events(app, 0, 10).await.unwrap().is_empty());
+    // The other app keeps everything, and the freed hook id can be used again.
+    assert_eq!(store.read_events(other, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.hooks(other).await.unwrap().len(), 1);
+    store
+        .replace_hooks(other, vec![hook("h2", true, &[]), hook("h", true, &[])])
+        .await
+        .unwrap();
+}
+
 contract_tests!(
+    an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds,
     apps_keep_their_secrets_encrypted_and_survive_reopen,
     replace_hooks_orders_deletes_and_places_cursors,
     append_is_idempotent_ordered_and_group_committed,

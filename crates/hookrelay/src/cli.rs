@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::config::{Config, StoreKind};
 use crate::keys;
+use crate::output::out;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use hookrelay_core::Secret;
@@ -36,10 +37,12 @@ enum Command {
     /// On first start with an empty store, one app is created from HOOKRELAY_API_KEY and
     /// HOOKRELAY_API_SECRET when both are set, otherwise with generated credentials, printed once.
     Serve(ServeArgs),
-    /// Manage apps (each has an API key and secret) in the data directory.
+    /// Manage apps: create and list them in the data directory; rotate the secret of, or delete,
+    /// an app on a running server.
     #[command(subcommand)]
     Apps(AppsCommand),
-    /// Inspect hooks on a running server (--url, --api-key, --api-secret or their HOOKRELAY_* variables).
+    /// See and operate hooks on a running server (--url, --api-key, --api-secret or their
+    /// HOOKRELAY_* variables): list, status, pause, resume, replay, test.
     #[command(subcommand)]
     Hooks(crate::client::HooksCommand),
     /// List and replay a hook's dead letters on a running server.
@@ -48,15 +51,23 @@ enum Command {
     /// Send events to a running server.
     #[command(subcommand)]
     Events(crate::client::EventsCommand),
+    /// Print a server token (a JWT signed with the app's API secret), for curl:
+    /// `-H "Authorization: $(hookrelay token)"`.
+    Token(crate::client::TokenArgs),
+    /// Print a shell completion script: `hookrelay completions bash > /etc/bash_completion.d/hookrelay`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Apply the store's schema migrations and exit (`serve` also applies them at start).
     Migrate,
 }
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on (default 127.0.0.1:3030).
+    /// Address to listen on, host:port (default 127.0.0.1:3030; a host name works too).
     #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<crate::config::ListenAddr>,
     /// Log JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -76,10 +87,35 @@ enum AppsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give the app a new, generated API secret on a running server and print it once. The old
+    /// secret stops working at once (within seconds on other nodes).
+    RotateSecret {
+        #[command(flatten)]
+        remote: crate::client::Remote,
+    },
+    /// Delete the app on a running server, with its hooks, their backlogs, dead letters and
+    /// events. Cannot be undone.
+    Delete {
+        #[command(flatten)]
+        remote: crate::client::Remote,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 impl Cli {
     pub fn execute(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                let mut stdout = std::io::stdout().lock();
+                clap_complete::generate(shell, &mut command, "hookrelay", &mut stdout);
+                return std::io::Write::flush(&mut stdout).map_err(Into::into);
+            }
+            Command::Token(args) => return crate::client::token(args),
+            _ => {}
+        }
         let mut config = Config::load(self.global.config.as_deref()).context("configuration")?;
         if let Some(dir) = self.global.data_dir {
             config.data_dir = dir;
@@ -101,6 +137,7 @@ impl Cli {
             Command::DeadLetters(cmd) => runtime.block_on(crate::client::dead_letters(cmd)),
             Command::Events(cmd) => runtime.block_on(crate::client::events(cmd)),
             Command::Migrate => runtime.block_on(migrate(config)),
+            Command::Token(_) | Command::Completions { .. } => unreachable!("handled above"),
         }
     }
 }
@@ -110,43 +147,46 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         StoreKind::Sqlite => {
             // Opening the file runs its migrations.
             crate::store::open(&config).await?;
-            println!("{}: schema up to date", config.database_path().display());
+            out!("{}: schema up to date", config.database_path().display());
         }
         StoreKind::Postgres => {
             let ran = hookrelay_store::postgres::migrate(crate::store::database_url(&config)?)
                 .await
                 .context("migrating PostgreSQL")?;
-            println!("PostgreSQL: {ran} migration(s) applied; schema up to date");
+            out!("PostgreSQL: {ran} migration(s) applied; schema up to date");
         }
     }
     Ok(())
 }
 
 async fn apps(config: Config, cmd: AppsCommand) -> anyhow::Result<()> {
-    let store = crate::store::open(&config).await?;
     match cmd {
+        AppsCommand::RotateSecret { remote } => crate::client::rotate_secret(remote).await?,
+        AppsCommand::Delete { remote, yes } => crate::client::delete_app(remote, yes).await?,
         AppsCommand::Create { name } => {
+            let store = crate::store::open(&config).await?;
             let (key, secret) = (keys::new_api_key(), keys::new_api_secret());
             let app = store
                 .create_app(&name, &key, &Secret::new(secret.clone()))
                 .await?;
-            println!("created app {} ({})", app.id, app.name);
-            println!("api key:    {key}");
-            println!("api secret: {secret}");
-            println!("(the secret is not shown again)");
+            out!("created app {} ({})", app.id, app.name);
+            out!("api key:    {key}");
+            out!("api secret: {secret}");
+            out!("(the secret is not shown again)");
         }
         AppsCommand::List { json } => {
+            let store = crate::store::open(&config).await?;
             let apps = store.list_apps().await?;
             if json {
                 let list: Vec<_> = apps
                     .iter()
                     .map(|a| serde_json::json!({"id": a.id, "name": a.name, "api_key": a.api_key}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:<6} {:<14} NAME", "ID", "API KEY");
+                out!("{:<6} {:<14} NAME", "ID", "API KEY");
                 for a in apps {
-                    println!("{:<6} {:<14} {}", a.id, a.api_key, a.name);
+                    out!("{:<6} {:<14} {}", a.id, a.api_key, a.name);
                 }
             }
         }

@@ -3,7 +3,6 @@
 //! `hookrelay.example.toml` at the repository root lists every setting with its default; a test
 //! parses it, so it cannot drift from this struct.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,8 +23,8 @@ const NOT_SETTINGS: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address the HTTP API listens on.
-    pub listen: SocketAddr,
+    /// Address the HTTP API listens on: `host:port`, the host a name or an IP address.
+    pub listen: ListenAddr,
     /// Where the embedded store (`hookrelay.db`) and the server key (`secret.key`) live.
     pub data_dir: PathBuf,
     /// Log as JSON lines instead of human-readable text.
@@ -46,6 +45,57 @@ pub struct Config {
     pub retention: Retention,
     pub metrics: Metrics,
     pub postgres: Postgres,
+}
+
+/// `host:port` for the listener. The host may be a name (`localhost:3030`), resolved when the
+/// server binds; the form is checked when the configuration is read, so a typo is named early.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ListenAddr(String);
+
+impl ListenAddr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let well_formed = s.rsplit_once(':').is_some_and(|(host, port)| {
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok()
+        });
+        if well_formed {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "listen = {s:?} is not host:port; write it like 127.0.0.1:3030, localhost:3030, 0.0.0.0:3030 or [::1]:3030"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ListenAddr> for String {
+    fn from(a: ListenAddr) -> String {
+        a.0
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +304,30 @@ mod tests {
             .expect("hookrelay.example.toml parses");
         let default = Config::default();
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn listen_takes_names_and_addresses() {
+        for ok in [
+            "127.0.0.1:3030",
+            "localhost:3031",
+            "0.0.0.0:80",
+            "[::1]:3030",
+            "relay.internal:9000",
+        ] {
+            assert!(ok.parse::<ListenAddr>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "localhost",
+            "3030",
+            ":3030",
+            "localhost:http",
+            "a b:1",
+            "[]:1",
+        ] {
+            let err = bad.parse::<ListenAddr>().unwrap_err();
+            assert!(err.contains("127.0.0.1:3030"), "{bad}: {err}");
+        }
     }
 
     #[test]

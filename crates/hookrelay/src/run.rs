@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hookrelay_api::{ApiLimits, AppState};
+use hookrelay_core::hook::input::HookRules;
 use hookrelay_core::{Secret, Timestamp};
 use hookrelay_delivery::aws::AwsSettings;
 use hookrelay_delivery::destinations::webhook::WebhookSettings;
 use hookrelay_delivery::retry::RetryPolicy;
 use hookrelay_delivery::{DeliverySettings, Dispatcher};
-use hookrelay_store::{Store, StoreError};
+use hookrelay_store::{App, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -22,6 +23,16 @@ use crate::keys;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_json);
+    // The port first: a server that cannot listen must not create an app (and print its
+    // secret) before it fails.
+    let listener = tokio::net::TcpListener::bind(config.listen.as_str())
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (set listen, or --listen, to a free host:port)",
+                config.listen
+            )
+        })?;
     let store = crate::store::open(&config).await?;
     ensure_first_app(&*store).await?;
 
@@ -45,10 +56,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let router = hookrelay_api::router(AppState::new(store.clone(), limits, delivery, metrics));
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let state =
+        AppState::new(store.clone(), limits, delivery, metrics).with_hook_rules(HookRules {
+            aws_endpoints: aws_endpoints(&config),
+        });
+    let router = hookrelay_api::router(state);
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "hookrelay is serving");
 
     tokio::spawn(signal_shutdown(shutdown.clone()));
@@ -137,11 +149,26 @@ fn delivery_settings(config: &Config) -> anyhow::Result<DeliverySettings> {
     })
 }
 
-/// A fresh store gets one app, so the server is usable at once.
+/// The AWS endpoint overrides delivery uses: the config's, then the SDK's standard variables.
+/// An emulator's queue URL is accepted in a hook only when one of these points at it.
+fn aws_endpoints(config: &Config) -> Vec<String> {
+    let from_env = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok());
+    config
+        .aws
+        .endpoint_url
+        .iter()
+        .cloned()
+        .chain(from_env)
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// A fresh store gets one app, so the server is usable at once. On a store that has apps,
+/// `HOOKRELAY_API_KEY` / `HOOKRELAY_API_SECRET` change nothing; a warning says so when they
+/// would not authenticate, since the CLI reads the same variables.
 async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
-    if !store.list_apps().await?.is_empty() {
-        return Ok(());
-    }
     let from_env = (
         std::env::var("HOOKRELAY_API_KEY")
             .ok()
@@ -150,6 +177,13 @@ async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
             .ok()
             .filter(|s| !s.is_empty()),
     );
+    let apps = store.list_apps().await?;
+    if !apps.is_empty() {
+        if let Some(warning) = first_app_variables_warning(&apps, &from_env) {
+            tracing::warn!("{warning}");
+        }
+        return Ok(());
+    }
     match from_env {
         (Some(key), Some(secret)) => {
             match store
@@ -179,6 +213,38 @@ async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What is wrong, if anything, with `HOOKRELAY_API_KEY` / `HOOKRELAY_API_SECRET` on a store
+/// that already has apps. Never contains a secret.
+fn first_app_variables_warning(
+    apps: &[App],
+    (key, secret): &(Option<String>, Option<String>),
+) -> Option<String> {
+    const IGNORED: &str = "they only create the first app of an empty store";
+    match (key, secret) {
+        (None, None) => None,
+        (Some(key), _) => match apps.iter().find(|a| &a.api_key == key) {
+            None => Some(format!(
+                "HOOKRELAY_API_KEY is set to {key:?}, but no app has that key ({IGNORED}; this store has {} app(s): see `hookrelay apps list`)",
+                apps.len()
+            )),
+            Some(app) => match secret {
+                Some(secret) if !secret_matches(&app.api_secret, secret) => Some(format!(
+                    "HOOKRELAY_API_SECRET is not the API secret of app {key:?} ({IGNORED}): clients using it get 401; use the app's secret, or rotate it with `hookrelay apps rotate-secret`"
+                )),
+                _ => None,
+            },
+        },
+        (None, Some(_)) => Some(format!(
+            "HOOKRELAY_API_SECRET is set without HOOKRELAY_API_KEY ({IGNORED}); it changes nothing here"
+        )),
+    }
+}
+
+fn secret_matches(stored: &Secret, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(stored.expose().as_bytes().ct_eq(given.as_bytes()))
 }
 
 async fn collect_garbage(store: Arc<dyn Store>, config: Config, shutdown: CancellationToken) {
@@ -230,10 +296,53 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(crate::output::colour_on_stderr())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(key: &str, secret: &str) -> App {
+        App {
+            id: 1,
+            name: "default".into(),
+            api_key: key.into(),
+            api_secret: Secret::new(secret),
+            settings: Default::default(),
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn first_app_variables_are_checked_against_the_store_without_leaking_secrets() {
+        let apps = [app("key1", "the-real-secret")];
+        let env = |k: Option<&str>, s: Option<&str>| (k.map(String::from), s.map(String::from));
+        for quiet in [
+            env(None, None),
+            env(Some("key1"), None),
+            env(Some("key1"), Some("the-real-secret")),
+        ] {
+            assert_eq!(first_app_variables_warning(&apps, &quiet), None);
+        }
+        for (vars, names) in [
+            (env(Some("other"), Some("x-secret-x")), "HOOKRELAY_API_KEY"),
+            (
+                env(Some("key1"), Some("x-secret-x")),
+                "HOOKRELAY_API_SECRET",
+            ),
+            (env(None, Some("x-secret-x")), "HOOKRELAY_API_SECRET"),
+        ] {
+            let warning = first_app_variables_warning(&apps, &vars).unwrap();
+            assert!(warning.contains(names), "{warning}");
+            assert!(!warning.contains("x-secret-x") && !warning.contains("the-real-secret"));
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use hookrelay_core::hook::input::{
-    FieldError, HookRequest, parse_hook_request, validate_event_types,
+    FieldError, HookRequest, HookRules, parse_hook_request, validate_event_types,
 };
 use hookrelay_core::hook::{TopicArn, WebhookUrl};
 use hookrelay_core::limits::MAX_HOOKS_PER_APP;
@@ -64,7 +64,7 @@ pub async fn update(
                 }
             };
             let stored = state.store.hooks(app.id).await?;
-            Some(new_hook_list(list, explicit, stored)?)
+            Some(new_hook_list(list, explicit, stored, &state.hook_rules)?)
         }
     };
     if let Some(hooks) = hooks {
@@ -96,6 +96,7 @@ fn new_hook_list(
     list: &Value,
     explicit: bool,
     stored: Vec<EventHook>,
+    rules: &HookRules,
 ) -> ApiResult<Vec<EventHook>> {
     let Value::Array(items) = list else {
         return Err(ApiError::field("event_hooks", "must be an array of hooks"));
@@ -106,7 +107,7 @@ fn new_hook_list(
     let mut seen = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let prefix = format!("event_hooks[{i}].");
-        let request = parse_hook_request(item, explicit, lookup, now)
+        let request = parse_hook_request(item, explicit, lookup, rules, now)
             .map_err(|e| field_error(e.within(&prefix)))?;
         let id = match &request {
             HookRequest::Upsert(h) => h.id.clone(),

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use hookrelay_core::hook::input::Fields;
+use hookrelay_core::hook::input::{Fields, HookRules};
 use hookrelay_core::hook::{QueueUrl, Region, TopicArn};
 use hookrelay_core::{AwsAuth, HookType, Secret, Target};
 use hookrelay_delivery::check::CheckFailure;
@@ -71,7 +71,10 @@ async fn check(
                     )))));
                 }
             };
-            vec![(location.to_owned(), parse_target(kind, location, auth))]
+            vec![(
+                location.to_owned(),
+                parse_target(kind, location, auth, &state.hook_rules),
+            )]
         }
         None if key.is_some() || secret.is_some() => {
             return Ok(verdict(Err(CheckFailure::new(format!(
@@ -124,13 +127,26 @@ fn field(e: hookrelay_core::hook::input::FieldError) -> ApiError {
 }
 
 /// A queue URL or topic ARN given to a check, with the error texts Stream's SDK tests expect.
-fn parse_target(kind: HookType, location: &str, auth: AwsAuth) -> Result<Target, CheckFailure> {
+fn parse_target(
+    kind: HookType,
+    location: &str,
+    auth: AwsAuth,
+    rules: &HookRules,
+) -> Result<Target, CheckFailure> {
     match kind {
         HookType::Sqs => {
             let queue_url: QueueUrl = location
                 .parse()
                 .map_err(|_| CheckFailure::new(format!("invalid SQS url {location}")))?;
-            let region = region_of(queue_url.region())?;
+            queue_url
+                .check_reachable(&rules.aws_endpoints)
+                .map_err(|e| CheckFailure::new(format!("invalid SQS url {location}: {e}")))?;
+            // An emulator's URL names no region, and emulators take any: sign for us-east-1.
+            let region = region_of(
+                queue_url
+                    .region()
+                    .or((!queue_url.is_aws()).then_some("us-east-1")),
+            )?;
             Ok(Target::Sqs {
                 queue_url,
                 region,
@@ -199,7 +215,10 @@ async fn configured_targets(
         };
         // The legacy field may hold any URL (Stream only checks that it is one): a bad one is
         // reported by the check, not hidden.
-        out.push((location.to_owned(), parse_target(kind, location, auth)));
+        out.push((
+            location.to_owned(),
+            parse_target(kind, location, auth, &state.hook_rules),
+        ));
     }
     Ok(out)
 }

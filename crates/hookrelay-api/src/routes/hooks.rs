@@ -5,7 +5,9 @@
 //!   (unlike `enabled: false`, which stops delivery and, when re-enabled, starts from the head).
 //! * `POST /v1/hooks/{id}/replay` `{"since": "<RFC 3339>"}`: deliver again every retained event
 //!   of the hook's filter created since then.
-//! * `POST /v1/hooks/{id}/dead_letters/replay` (`{"event_ids": [...]}` or all): back into delivery.
+//! * `POST /v1/hooks/{id}/dead_letters/replay` (`{"event_ids": [...]}` or all): back into delivery;
+//!   the answer lists the asked ids that matched no dead letter (`not_found`).
+//! * `POST /v1/hooks/{id}/test`: send one `health.check` event and report what the destination said.
 
 use std::sync::atomic::Ordering;
 
@@ -188,7 +190,46 @@ pub async fn replay_dead_letters(
     };
     let replayed = state
         .store
-        .replay_dead_letters(&record.hook.id, ids)
+        .replay_dead_letters(&record.hook.id, ids.clone())
         .await?;
-    Ok(Json(json!({"replayed": replayed, "duration": duration()})))
+    // Ids asked for that were not dead letters of this hook (mistyped, or replayed already).
+    let not_found: Vec<&String> = ids
+        .iter()
+        .flatten()
+        .filter(|id| !replayed.contains(id))
+        .collect();
+    Ok(Json(json!({
+        "replayed": replayed.len(),
+        "not_found": not_found,
+        "duration": duration(),
+    })))
+}
+
+/// `POST /v1/hooks/{id}/test`: one signed `health.check` event through the hook's real delivery
+/// path; the answer says what the destination did. The hook's cursor, retries and counters are
+/// not touched, and a paused or disabled hook can be tested too.
+pub async fn test(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&state, &app, id).await?;
+    let report = state.delivery.test_hook(&app, &record.hook).await;
+    let latency_ms = (report.latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    let body = match report.error {
+        None => json!({
+            "status": "ok",
+            "event_id": report.event_id,
+            "latency_ms": latency_ms,
+            "duration": duration(),
+        }),
+        Some(e) => json!({
+            "status": "error",
+            "event_id": report.event_id,
+            "latency_ms": latency_ms,
+            "error": {"code": e.code, "message": e.message, "http_status": e.http_status},
+            "duration": duration(),
+        }),
+    };
+    Ok(Json(body))
 }

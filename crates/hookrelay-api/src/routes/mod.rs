@@ -1,5 +1,6 @@
 //! One module per area of the API.
 
+pub mod app_lifecycle;
 pub mod app_settings;
 pub mod check;
 pub mod dead_letters;

@@ -85,21 +85,92 @@ fn valid_resource_name(name: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>` (also the `.com.cn`
-/// and `api.aws` hosts, and the legacy `<region>.queue.amazonaws.com`).
+/// An SQS queue URL. The AWS forms: `https://sqs.<region>.amazonaws.com/<account>/<name>` (also
+/// the `.com.cn` and `api.aws` hosts), the legacy `https://<region>.queue.amazonaws.com/…` and
+/// `https://queue.amazonaws.com/…` (us-east-1), and VPC endpoints
+/// (`https://vpce-….sqs.<region>.vpce.amazonaws.com/…`). Any other `http(s)://host[:port]/
+/// <account>/<name>` is a local emulator's URL (moto, LocalStack): it parses, so a stored hook
+/// always loads, but a new hook may use one only when the server's AWS endpoint points at that
+/// emulator ([`QueueUrl::check_reachable`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct QueueUrl(String);
 string_newtype!(QueueUrl);
 
+/// The example every queue URL error shows.
+const QUEUE_URL_EXAMPLE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/my-queue";
+
+/// `scheme://host[:port]` split into its parts, the port made explicit.
+fn origin(url: &str) -> Option<(&str, String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (ip, after) = bracketed.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (&authority[..ip.len() + 2], port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (authority, default_port),
+        }
+    };
+    (!host.is_empty()).then(|| (scheme, host.to_ascii_lowercase(), port))
+}
+
+/// Names that all mean "this machine" to an emulator on it.
+fn is_local_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        || host.ends_with(".localhost")
+        || host.ends_with(".localhost.localstack.cloud")
+}
+
+/// The region in an AWS queue URL's host, or `None` for a host that is not one of AWS's.
+fn aws_queue_host_region(host: &str) -> Option<&str> {
+    if host == "queue.amazonaws.com" {
+        return Some("us-east-1");
+    }
+    if let Some(rest) = host.strip_prefix("sqs.") {
+        let (region, domain) = rest.split_once('.')?;
+        return matches!(domain, "amazonaws.com" | "amazonaws.com.cn" | "api.aws")
+            .then_some(region);
+    }
+    if host.starts_with("vpce-")
+        && let Some(rest) = host.strip_suffix(".vpce.amazonaws.com")
+    {
+        return rest.split_once(".sqs.").map(|(_, region)| region);
+    }
+    host.strip_suffix(".queue.amazonaws.com")
+}
+
 impl QueueUrl {
+    fn host(&self) -> &str {
+        self.0
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or_default()
+    }
+
+    /// Whether this is one of AWS's forms (not a local emulator's URL).
+    pub fn is_aws(&self) -> bool {
+        self.0.starts_with("https://") && aws_queue_host_region(self.host()).is_some()
+    }
+
     /// The region named in the host, when the host names one.
     pub fn region(&self) -> Option<&str> {
-        let host = self.0.strip_prefix("https://")?.split('/').next()?;
-        if let Some(rest) = host.strip_prefix("sqs.") {
-            return rest.split('.').next();
+        if self.is_aws() {
+            aws_queue_host_region(self.host())
+        } else {
+            None
         }
-        host.strip_suffix(".queue.amazonaws.com")
     }
 
     pub fn account(&self) -> &str {
@@ -114,32 +185,58 @@ impl QueueUrl {
     pub fn is_fifo(&self) -> bool {
         self.0.ends_with(".fifo")
     }
+
+    /// An AWS URL is always fine. An emulator's URL is fine only when one of the server's AWS
+    /// endpoints (`aws.endpoint_url`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`) is that emulator:
+    /// same scheme and port, and the same host or two names of this machine. Otherwise the error
+    /// says what to do instead.
+    pub fn check_reachable(&self, endpoints: &[String]) -> Result<(), NameError> {
+        if self.is_aws() {
+            return Ok(());
+        }
+        let Some((scheme, host, port)) = origin(&self.0) else {
+            return Err(not_a_queue_url(&self.0));
+        };
+        let served = endpoints.iter().filter_map(|e| origin(e)).any(|(s, h, p)| {
+            s == scheme && p == port && (h == host || (is_local_host(&h) && is_local_host(&host)))
+        });
+        if served {
+            return Ok(());
+        }
+        Err(NameError(format!(
+            "{:?} is not an AWS SQS queue URL (like {QUEUE_URL_EXAMPLE}); an emulator's URL is accepted only when the server's aws.endpoint_url (or AWS_ENDPOINT_URL) points at it. For local testing, keep the AWS-form URL and set AWS_ENDPOINT_URL on the server",
+            self.0
+        )))
+    }
+}
+
+fn not_a_queue_url(s: &str) -> NameError {
+    NameError(format!(
+        "{s:?} is not an SQS queue URL (like {QUEUE_URL_EXAMPLE})"
+    ))
 }
 
 impl FromStr for QueueUrl {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        let err = || {
-            NameError(format!(
-                "{s:?} is not an SQS queue URL (like https://sqs.us-east-1.amazonaws.com/123456789012/my-queue)"
-            ))
-        };
-        let rest = s.strip_prefix("https://").ok_or_else(err)?;
+        let err = || not_a_queue_url(s);
+        let (scheme, rest) = s.split_once("://").ok_or_else(err)?;
         let mut parts = rest.split('/');
         let (host, account, name) = (parts.next(), parts.next(), parts.next());
         let (Some(host), Some(account), Some(name), None) = (host, account, name, parts.next())
         else {
             return Err(err());
         };
-        let host_ok = match host.strip_prefix("sqs.") {
-            Some(rest) => {
-                let (region, domain) = rest.split_once('.').ok_or_else(err)?;
-                region.parse::<Region>().is_ok()
-                    && matches!(domain, "amazonaws.com" | "amazonaws.com.cn" | "api.aws")
+        let host_ok = match aws_queue_host_region(host) {
+            // AWS hosts: HTTPS and a real region only.
+            Some(region) => scheme == "https" && region.parse::<Region>().is_ok(),
+            // An emulator: any host name (checked against the endpoints when a hook is saved).
+            None => {
+                matches!(scheme, "http" | "https")
+                    && !host.is_empty()
+                    && !host.ends_with(".amazonaws.com")
+                    && origin(s).is_some()
             }
-            None => host
-                .strip_suffix(".queue.amazonaws.com")
-                .is_some_and(|r| r.parse::<Region>().is_ok()),
         };
         if host_ok && is_account_id(account) && valid_resource_name(name, 80) {
             Ok(Self(s.to_owned()))
@@ -262,21 +359,83 @@ mod tests {
             .parse()
             .unwrap();
         assert!(fifo.is_fifo());
-        let legacy: QueueUrl = "https://us-west-2.queue.amazonaws.com/123456789012/q"
-            .parse()
-            .unwrap();
-        assert_eq!(legacy.region(), Some("us-west-2"));
+        for (url, region) in [
+            (
+                "https://us-west-2.queue.amazonaws.com/123456789012/q",
+                "us-west-2",
+            ),
+            ("https://queue.amazonaws.com/123456789012/q", "us-east-1"),
+            (
+                "https://vpce-0a1b2c3d4e5f67890-abcdefgh.sqs.eu-west-1.vpce.amazonaws.com/123456789012/q",
+                "eu-west-1",
+            ),
+            (
+                "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+                "cn-north-1",
+            ),
+        ] {
+            let q: QueueUrl = url.parse().unwrap();
+            assert_eq!(q.region(), Some(region), "{url}");
+            assert!(q.is_aws() && q.check_reachable(&[]).is_ok(), "{url}");
+        }
         for bad in [
             "https://foo.com/bar",
             "http://sqs.us-east-1.amazonaws.com/123456789012/q",
+            "https://sqs.nowhere.amazonaws.com/123456789012/q",
             "https://sqs.us-east-1.amazonaws.com/12345/q",
             "https://sqs.us-east-1.amazonaws.com/123456789012/",
             "https://sqs.us-east-1.amazonaws.com/123456789012/a/b",
-            "https://sqs.us-east-1.evil.com/123456789012/q",
             "https://sqs.us-east-1.amazonaws.com/123456789012/bad name",
+            "https://sqs.us-east-1.evil.amazonaws.com/123456789012/q",
+            "ftp://localhost:4566/000000000000/q",
+            "sqs.us-east-1.amazonaws.com/123456789012/q",
         ] {
             assert!(bad.parse::<QueueUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn emulator_queue_urls_need_a_matching_endpoint() {
+        let endpoints = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (url, endpoint) in [
+            (
+                "http://localhost:4566/000000000000/q",
+                "http://localhost:4566",
+            ),
+            (
+                "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/q",
+                "http://localhost:4566/",
+            ),
+            (
+                "http://127.0.0.1:5000/123456789012/q.fifo",
+                "http://localhost:5000",
+            ),
+            (
+                "https://sqs.internal.example:8443/123456789012/q",
+                "https://SQS.internal.example:8443/",
+            ),
+        ] {
+            let q: QueueUrl = url.parse().unwrap();
+            assert!(!q.is_aws() && q.region().is_none(), "{url}");
+            assert!(q.check_reachable(&endpoints(&[endpoint])).is_ok(), "{url}");
+            let refused = q.check_reachable(&[]).unwrap_err().0;
+            assert!(refused.contains("AWS_ENDPOINT_URL"), "{refused}");
+        }
+        let q: QueueUrl = "http://localhost:4566/000000000000/q".parse().unwrap();
+        for other in [
+            "http://localhost:4567",
+            "https://localhost:4566",
+            "http://10.0.0.1:4566",
+        ] {
+            assert!(q.check_reachable(&endpoints(&[other])).is_err(), "{other}");
+        }
+        let evil: QueueUrl = "https://sqs.us-east-1.evil.com/123456789012/q"
+            .parse()
+            .unwrap();
+        assert!(
+            evil.check_reachable(&endpoints(&["http://localhost:4566"]))
+                .is_err()
+        );
     }
 
     #[test]

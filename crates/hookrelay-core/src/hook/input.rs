@@ -129,12 +129,21 @@ pub fn validate_event_types(types: &[String]) -> Result<(), FieldError> {
 
 const PRODUCTS: &[&str] = &["all", "chat", "video", "moderation", "feeds"];
 
+/// What a hook may point at, from the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HookRules {
+    /// The server's AWS endpoint overrides (`aws.endpoint_url`, `AWS_ENDPOINT_URL`,
+    /// `AWS_ENDPOINT_URL_SQS`): an emulator's queue URL is accepted only when one points at it.
+    pub aws_endpoints: Vec<String>,
+}
+
 /// Reads one wire hook. `stored` finds an existing hook by id; it supplies `created_at` and, when
 /// the request carries the masked secret, the secret kept in the store.
 pub fn parse_hook_request(
     value: &Value,
     explicit_deletion: bool,
     stored: impl Fn(&HookId) -> Option<EventHook>,
+    rules: &HookRules,
     now: Timestamp,
 ) -> Result<HookRequest, FieldError> {
     let Value::Object(obj) = value else {
@@ -157,7 +166,7 @@ pub fn parse_hook_request(
             .ok_or_else(|| FieldError::new("id", "is required to delete a hook"));
     }
     let existing = id.as_ref().and_then(&stored);
-    let target = parse_target(&f, existing.as_ref())?;
+    let target = parse_target(&f, existing.as_ref(), rules)?;
     let event_types = f.str_list("event_types")?;
     validate_event_types(&event_types)?;
     let product = f.str("product")?.unwrap_or("all");
@@ -183,7 +192,11 @@ pub fn parse_hook_request(
     }))
 }
 
-fn parse_target(f: &Fields<'_>, existing: Option<&EventHook>) -> Result<Target, FieldError> {
+fn parse_target(
+    f: &Fields<'_>,
+    existing: Option<&EventHook>,
+    rules: &HookRules,
+) -> Result<Target, FieldError> {
     let hook_type = f.required_str("hook_type")?;
     match hook_type {
         "webhook" => {
@@ -194,6 +207,9 @@ fn parse_target(f: &Fields<'_>, existing: Option<&EventHook>) -> Result<Target, 
         }
         "sqs" => {
             let queue_url: QueueUrl = parse("sqs_queue_url", f.required_str("sqs_queue_url")?)?;
+            queue_url
+                .check_reachable(&rules.aws_endpoints)
+                .map_err(|e| FieldError::new("sqs_queue_url", e.0))?;
             let region = parse_region(f, "sqs", queue_url.region())?;
             let auth = parse_auth(f, "sqs", existing)?;
             Ok(Target::Sqs {
@@ -318,7 +334,13 @@ mod tests {
     use serde_json::json;
 
     fn parse_one(v: Value) -> Result<EventHook, FieldError> {
-        match parse_hook_request(&v, false, |_| None, Timestamp::from_nanos(1))? {
+        match parse_hook_request(
+            &v,
+            false,
+            |_| None,
+            &HookRules::default(),
+            Timestamp::from_nanos(1),
+        )? {
             HookRequest::Upsert(h) => Ok(h),
             HookRequest::Delete(_) => panic!("not a delete"),
         }
@@ -440,16 +462,28 @@ mod tests {
         again["id"] = json!(id.as_str());
         again["sqs_secret"] = json!(MASK);
         let lookup = |i: &HookId| (i == &id).then(|| stored.clone());
-        let HookRequest::Upsert(kept) =
-            parse_hook_request(&again, false, lookup, Timestamp::from_nanos(2)).unwrap()
-        else {
+        let HookRequest::Upsert(kept) = parse_hook_request(
+            &again,
+            false,
+            lookup,
+            &HookRules::default(),
+            Timestamp::from_nanos(2),
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(kept.secret().unwrap().expose(), "yoursecret");
         assert_eq!(kept.created_at, stored.created_at);
 
         again["sqs_key"] = json!("otherkey");
-        let err = parse_hook_request(&again, false, lookup, Timestamp::from_nanos(2)).unwrap_err();
+        let err = parse_hook_request(
+            &again,
+            false,
+            lookup,
+            &HookRules::default(),
+            Timestamp::from_nanos(2),
+        )
+        .unwrap_err();
         assert_eq!(err.field, "sqs_secret");
         // A new hook cannot borrow a secret it never had.
         let mut new = sqs_hook();
@@ -466,9 +500,25 @@ mod tests {
             "keys"
         );
         let del = json!({"id": "abc", "delete": true});
-        assert!(parse_hook_request(&del, false, |_| None, Timestamp::now()).is_err());
+        assert!(
+            parse_hook_request(
+                &del,
+                false,
+                |_| None,
+                &HookRules::default(),
+                Timestamp::now()
+            )
+            .is_err()
+        );
         assert!(matches!(
-            parse_hook_request(&del, true, |_| None, Timestamp::now()).unwrap(),
+            parse_hook_request(
+                &del,
+                true,
+                |_| None,
+                &HookRules::default(),
+                Timestamp::now()
+            )
+            .unwrap(),
             HookRequest::Delete(_)
         ));
     }

@@ -77,3 +77,24 @@ pub async fn update_settings(
     .await?;
     Ok(())
 }
+
+pub async fn set_secret(
+    c: &impl GenericClient,
+    id: AppId,
+    sealed_secret: &[u8],
+    now: Timestamp,
+) -> Result<()> {
+    c.execute(
+        "UPDATE apps SET api_secret = $2, updated_ms = $3 WHERE id = $1",
+        &[&id, &sealed_secret, &now.millis()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the app's events and the app itself; its hooks must be gone already.
+pub async fn delete(c: &impl GenericClient, id: AppId) -> Result<bool> {
+    c.execute("DELETE FROM events WHERE app_id = $1", &[&id])
+        .await?;
+    Ok(c.execute("DELETE FROM apps WHERE id = $1", &[&id]).await? > 0)
+}

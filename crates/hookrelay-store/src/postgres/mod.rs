@@ -394,6 +394,23 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn set_api_secret(&self, id: AppId, api_secret: &Secret) -> Result<()> {
+        let sealed = self.secrets.seal(api_secret);
+        // Notified: other nodes drop the old secret from their caches.
+        self.in_transaction(true, async |tx| {
+            apps::set_secret(&**tx, id, &sealed, Timestamp::now()).await
+        })
+        .await
+    }
+
+    async fn delete_app(&self, id: AppId) -> Result<bool> {
+        self.in_transaction(true, async |tx| {
+            hooks::replace(&**tx, &self.secrets, id, &[]).await?;
+            apps::delete(&**tx, id).await
+        })
+        .await
+    }
+
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>> {
         let client = self.pool.get().await?;
         let rows = hooks::select(&**client, &self.secrets, Some(app)).await?;
@@ -476,7 +493,7 @@ impl Store for PostgresStore {
         &self,
         hook: &HookId,
         event_ids: Option<Vec<String>>,
-    ) -> Result<u64> {
+    ) -> Result<Vec<String>> {
         let n = self
             .in_transaction(true, async |tx| {
                 progress::replay_dead_letters(&**tx, hook, event_ids.as_deref(), Timestamp::now())

@@ -262,7 +262,7 @@ pub async fn replay_dead_letters(
     hook: &HookId,
     event_ids: Option<&[String]>,
     now: Timestamp,
-) -> Result<u64> {
+) -> Result<Vec<String>> {
     let rows = c
         .query(
             "SELECT d.id, d.seq, d.event_id, d.type, d.cid, d.event_created_ms, d.payload, h.app_id
@@ -271,7 +271,7 @@ pub async fn replay_dead_letters(
             &[&hook.as_str()],
         )
         .await?;
-    let mut replayed = 0;
+    let mut replayed = Vec::new();
     for r in rows {
         let (id, seq, event_id, app): (i64, Seq, String, AppId) =
             (r.get(0), r.get(1), r.get(2), r.get(7));
@@ -312,7 +312,7 @@ pub async fn replay_dead_letters(
         .await?;
         c.execute("DELETE FROM dead_letters WHERE id = $1", &[&id])
             .await?;
-        replayed += 1;
+        replayed.push(event_id);
     }
     Ok(replayed)
 }

@@ -82,3 +82,22 @@ pub fn update_settings(
     )?;
     Ok(())
 }
+
+pub fn set_secret(
+    tx: &rusqlite::Transaction<'_>,
+    id: AppId,
+    sealed_secret: &[u8],
+    now: Timestamp,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE apps SET api_secret = ?2, updated_ms = ?3 WHERE id = ?1",
+        params![id, sealed_secret, now.millis()],
+    )?;
+    Ok(())
+}
+
+/// Deletes the app's events and the app itself; its hooks must be gone already.
+pub fn delete(tx: &rusqlite::Transaction<'_>, id: AppId) -> Result<bool> {
+    tx.execute("DELETE FROM events WHERE app_id = ?1", [id])?;
+    Ok(tx.execute("DELETE FROM apps WHERE id = ?1", [id])? > 0)
+}

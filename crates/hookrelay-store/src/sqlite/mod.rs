@@ -347,6 +347,27 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_api_secret(&self, id: AppId, api_secret: &Secret) -> Result<()> {
+        let sealed = self.secrets.seal(api_secret);
+        self.write(move |tx| apps::set_secret(tx, id, &sealed, Timestamp::now()))
+            .await?;
+        // Workers sign with the app's secret: they restart with the new one.
+        self.config.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn delete_app(&self, id: AppId) -> Result<bool> {
+        let secrets = self.secrets.clone();
+        let deleted = self
+            .write(move |tx| {
+                hooks::replace(tx, &secrets, id, &[])?;
+                apps::delete(tx, id)
+            })
+            .await?;
+        self.config.send_modify(|n| *n += 1);
+        Ok(deleted)
+    }
+
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>> {
         let secrets = self.secrets.clone();
         let rows = self
@@ -447,7 +468,7 @@ impl Store for SqliteStore {
         &self,
         hook: &HookId,
         event_ids: Option<Vec<String>>,
-    ) -> Result<u64> {
+    ) -> Result<Vec<String>> {
         let hook = hook.clone();
         let n = self
             .write(move |tx| {

@@ -208,7 +208,7 @@ pub fn replay_dead_letters(
     hook: &HookId,
     event_ids: Option<&[String]>,
     now: Timestamp,
-) -> Result<u64> {
+) -> Result<Vec<String>> {
     let mut select = conn.prepare_cached(
         "SELECT d.id, d.seq, d.event_id, d.type, d.cid, d.event_created_ms, d.payload, h.app_id
          FROM dead_letters d JOIN hooks h ON h.id = d.hook_id
@@ -249,7 +249,7 @@ pub fn replay_dead_letters(
     )?;
     let mut exists = conn.prepare_cached("SELECT 1 FROM events WHERE seq = ?1")?;
     let mut delete = conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
-    let mut replayed = 0;
+    let mut replayed = Vec::new();
     for (id, seq, event_id, ty, cid, created_ms, payload, app) in rows {
         if event_ids.is_some_and(|ids| !ids.contains(&event_id)) {
             continue;
@@ -262,7 +262,7 @@ pub fn replay_dead_letters(
         }
         retry.execute(params![hook.as_str(), seq, now.millis()])?;
         delete.execute([id])?;
-        replayed += 1;
+        replayed.push(event_id);
     }
     Ok(replayed)
 }

@@ -1,0 +1,90 @@
+//! The app's own lifecycle, beyond Stream's API:
+//!
+//! * `POST /v1/app/secret` `{"api_secret": "<new>"}`: replaces the API secret. The caller picks
+//!   the new secret (the CLI generates one), so no secret ever travels in an answer. The old
+//!   secret stops working at once on this node, and within a few seconds on the others.
+//! * `DELETE /v1/app`: deletes the app with its hooks, their backlogs, dead letters and events.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use hookrelay_core::Secret;
+use hookrelay_core::hook::input::Fields;
+use serde_json::{Value, json};
+
+use crate::auth::AppAuth;
+use crate::context::duration;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// Bounds of an API secret: long enough to resist guessing, printable so it fits a header.
+const MIN_SECRET_CHARS: usize = 16;
+const MAX_SECRET_CHARS: usize = 256;
+
+fn check_secret(secret: &str) -> Result<(), ApiError> {
+    let printable = secret.bytes().all(|b| b.is_ascii_graphic());
+    if !(MIN_SECRET_CHARS..=MAX_SECRET_CHARS).contains(&secret.len()) || !printable {
+        return Err(ApiError::field(
+            "api_secret",
+            &format!(
+                "must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} printable ASCII characters without spaces"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn set_secret(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let request = body.object()?;
+    let secret = Fields(&request)
+        .required_str("api_secret")
+        .map_err(|e| ApiError::field(&e.field, &e.reason))?;
+    check_secret(secret)?;
+    state
+        .store
+        .set_api_secret(app.id, &Secret::new(secret))
+        .await?;
+    if let Some(fresh) = state.store.app_by_id(app.id).await? {
+        state.apps.put(Arc::new(fresh));
+    }
+    // Workers sign deliveries with the secret: they restart with the new one.
+    state.delivery.config_changed();
+    tracing::info!(app_id = app.id, "API secret rotated");
+    Ok(Json(json!({"duration": duration()})))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+) -> ApiResult<Json<Value>> {
+    state.store.delete_app(app.id).await?;
+    state.apps.remove(&app.api_key);
+    state.delivery.config_changed();
+    tracing::info!(app_id = app.id, "app deleted");
+    Ok(Json(json!({"deleted": true, "duration": duration()})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_printable_and_unspaced() {
+        assert!(check_secret(&"a".repeat(16)).is_ok());
+        assert!(check_secret(&"Z9-_".repeat(64)).is_ok());
+        for bad in [
+            "short",
+            &"a".repeat(257),
+            "has a space in the middle",
+            "tab\there-and-more-text",
+        ] {
+            assert!(check_secret(bad).is_err(), "{bad}");
+        }
+    }
+}
