@@ -108,9 +108,12 @@ impl Cli {
     pub fn execute(self) -> anyhow::Result<()> {
         match self.command {
             Command::Completions { shell } => {
+                // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+                let mut script = Vec::new();
                 let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "hookrelay", &mut script);
                 let mut stdout = std::io::stdout().lock();
-                clap_complete::generate(shell, &mut command, "hookrelay", &mut stdout);
+                std::io::Write::write_all(&mut stdout, &script)?;
                 return std::io::Write::flush(&mut stdout).map_err(Into::into);
             }
             Command::Token(args) => return crate::client::token(args),
