@@ -4,19 +4,26 @@
 #   scripts/bench.sh                      # everything (a few minutes on 2 cores)
 #   scripts/bench.sh --scenario max-sqs   # one scenario; other flags go to hookrelay-bench
 #   scripts/bench.sh --quick              # every scenario, small: a smoke test (CI runs it)
+#   scripts/bench.sh --profile profiling  # with line tables, to run `perf` on the server
 # --quick uses the debug build, so CI needs no release build; its numbers mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_EC2_METADATA_DISABLED=true
 export NO_PROXY=127.0.0.1,localhost
 
+# --profile profiling: the release build with line tables, for `perf` (not passed on).
 profile=release
-for arg in "$@"; do
-  [ "$arg" = "--quick" ] && profile=debug
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) profile=debug; args+=("$1") ;;
+    --profile) profile="$2"; shift ;;
+    *) args+=("$1") ;;
+  esac
+  shift
 done
-if [ "$profile" = release ]; then
-  cargo build --release --bin hookrelay --bin hookrelay-bench
-else
-  cargo build --bin hookrelay --bin hookrelay-bench
-fi
-exec "target/$profile/hookrelay-bench" --bin "target/$profile/hookrelay" "$@"
+case "$profile" in
+  debug) cargo build --bin hookrelay --bin hookrelay-bench ;;
+  *) cargo build --profile "$profile" --bin hookrelay --bin hookrelay-bench ;;
+esac
+exec "target/$profile/hookrelay-bench" --bin "target/$profile/hookrelay" "${args[@]}"
