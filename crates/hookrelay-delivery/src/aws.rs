@@ -181,8 +181,8 @@ impl AwsClients {
     }
 }
 
-/// A failed delivery call (AWS or webhook), described for people (`last_error`, check results)
-/// and classified for the retry logic.
+/// A failed delivery call or entry (AWS or webhook), described for people (`last_error`, check
+/// results); `outcome` classifies it for delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallError {
     /// The AWS error code (`AccessDenied`, `AWS.SimpleQueueService.NonExistentQueue`, …), or a
@@ -190,16 +190,12 @@ pub struct CallError {
     pub code: String,
     pub message: String,
     pub http_status: Option<u16>,
-    /// Whether the request itself is at fault in a way no retry can cure.
-    pub permanent: bool,
     /// The destination asked for this pause (`Retry-After`).
     pub retry_after: Option<Duration>,
-    /// Give up after this many attempts even within the retry window (webhook 4xx answers).
-    pub max_attempts: Option<u32>,
 }
 
 impl CallError {
-    /// A failure worth retrying.
+    /// An error with a code and a message (no status, no `Retry-After`).
     pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
@@ -219,33 +215,9 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// Error codes that mean "this message is invalid": retrying it cannot succeed. When a whole
-/// batch call fails with one of these, one of its entries is at fault (SQS answers a batch with
-/// one over-long message this way), so the worker resends the entries one by one to find it.
-const INVALID_MESSAGE_CODES: &[&str] = &[
-    "InvalidParameterValue",
-    "InvalidParameter",
-    "InvalidMessageContents",
-    "AWS.SimpleQueueService.InvalidMessageContents",
-    "InvalidAttributeValue",
-    "InvalidAttributeName",
-    "MessageTooLong",
-    "AWS.SimpleQueueService.MessageTooLong",
-];
-
-/// Classifies a per-entry failure of a batch response. AWS sets `sender_fault` for faults of the
-/// request, but also for access and throttling problems a customer can fix, so only codes that
-/// name the message itself are permanent.
-pub fn entry_error(code: &str, message: Option<&str>, _sender_fault: bool) -> CallError {
-    CallError {
-        permanent: INVALID_MESSAGE_CODES.contains(&code),
-        ..CallError::transient(code, message.unwrap_or_default())
-    }
-}
-
-/// Describes a failed SDK call. Whole-call failures are permanent only when the service names
-/// the message content as invalid (see [`INVALID_MESSAGE_CODES`]): access denied, missing queues
-/// and bad keys are things a customer fixes, and the events must wait for that.
+/// Describes a failed SDK call: its code (the service's, or the SDK error kind's: `timeout`,
+/// `connection`, `dispatch`, `request`, `HTTP <status>`), message and status. What it means for
+/// delivery is `outcome::classify_call_error`'s decision.
 pub fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: &SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
 ) -> CallError {
@@ -280,10 +252,8 @@ pub fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         _ => ("unknown".to_owned(), detail(err), None),
     };
-    let permanent = http_status == Some(400) && INVALID_MESSAGE_CODES.contains(&code.as_str());
     CallError {
         http_status,
-        permanent,
         ..CallError::transient(code, message)
     }
 }

@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use crate::aws::{AwsClients, CallError, call_error};
 use crate::destinations::sns::SnsDestination;
 use crate::destinations::sqs::SqsDestination;
-use crate::destinations::{Destination, EntryOutcome, Outgoing, body_text};
+use crate::destinations::{Destination, Outgoing, body_text};
+use crate::outcome::Outcome;
 
 /// Why a check failed, in the shape of Stream's `CheckSQSResponse` / `CheckSNSResponse`.
 #[derive(Debug, Clone)]
@@ -143,20 +144,17 @@ pub async fn send_test_event(destination: &Destination, app_secret: &Secret) -> 
         attempt: 1,
     };
     let started = std::time::Instant::now();
-    let result = destination
+    let outcomes = destination
         .send(std::slice::from_ref(&outgoing), app_secret)
         .await;
     let latency = started.elapsed();
-    let error = match result {
-        Ok(outcomes) => match outcomes.into_iter().next() {
-            Some(EntryOutcome::Delivered) => None,
-            Some(EntryOutcome::Failed(e)) => Some(e),
-            None => Some(CallError::transient(
-                "missing",
-                "the destination's answer did not mention the event",
-            )),
-        },
-        Err(e) => Some(e),
+    let error = match outcomes.into_iter().next() {
+        Some(Outcome::Delivered) => None,
+        Some(failed) => failed.error().cloned(),
+        None => Some(CallError::transient(
+            "missing",
+            "the destination's answer did not mention the event",
+        )),
     };
     TestReport {
         event_id: event.id,
@@ -175,12 +173,17 @@ async fn send_one(
         event: event.clone(),
         attempt: 1,
     };
-    match dest.send(std::slice::from_ref(&outgoing), secret).await {
-        Ok(outcomes) => match outcomes.into_iter().next() {
-            Some(EntryOutcome::Delivered) => Ok(()),
-            Some(EntryOutcome::Failed(e)) => Err(CheckFailure::from_call(prefix, &e)),
-            None => Err(CheckFailure::new(format!("{prefix}no result"))),
+    match dest
+        .send(std::slice::from_ref(&outgoing), secret)
+        .await
+        .into_iter()
+        .next()
+    {
+        Some(Outcome::Delivered) => Ok(()),
+        Some(failed) => match failed.error() {
+            Some(e) => Err(CheckFailure::from_call(prefix, e)),
+            None => Err(CheckFailure::new(format!("{prefix}{failed:?}"))),
         },
-        Err(e) => Err(CheckFailure::from_call(prefix, &e)),
+        None => Err(CheckFailure::new(format!("{prefix}no result"))),
     }
 }

@@ -3,7 +3,10 @@
 //! # Layout
 //! * `dispatcher`: [`Dispatcher`] runs one worker per enabled hook and restarts workers when hooks
 //!   change; [`DeliveryHandle`] is how the API tells it so, and runs destination checks.
-//! * `worker`: one hook's loop: read after the cursor, filter, pack, send, record progress.
+//! * `worker`: one hook's loop: each round reads after the cursor, plans, sends, settles and
+//!   records progress; `round` holds the pure plan and settle steps.
+//! * `outcome`: [`outcome::Outcome`], what one attempt of one entry came to, and the classifiers
+//!   that decide it from HTTP statuses, SQS/SNS entry errors and SDK errors.
 //! * `destinations/`: SQS and SNS (one module each), behind the [`destinations::Destination`] enum.
 //! * `aws`: client cache per region and credentials, and what an AWS error means.
 //! * `batch`, `retry`: pure functions for packing batches and scheduling retries.
@@ -15,7 +18,9 @@ pub mod batch;
 pub mod check;
 pub mod destinations;
 mod dispatcher;
+pub mod outcome;
 pub mod retry;
+mod round;
 pub mod stats;
 mod worker;
 

@@ -82,6 +82,8 @@ pub enum DeadLetterReason {
     Rejected,
     /// Retries did not succeed within the retry window.
     RetriesExhausted,
+    /// The receiver's address is in `webhook.deny_cidrs`.
+    Denied,
 }
 
 impl DeadLetterReason {
@@ -90,6 +92,7 @@ impl DeadLetterReason {
             Self::TooLarge => "too_large",
             Self::Rejected => "rejected",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::Denied => "denied",
         }
     }
 
@@ -98,6 +101,7 @@ impl DeadLetterReason {
             "too_large" => Self::TooLarge,
             "rejected" => Self::Rejected,
             "retries_exhausted" => Self::RetriesExhausted,
+            "denied" => Self::Denied,
             _ => return None,
         })
     }

@@ -14,13 +14,7 @@ use hookrelay_core::{EventHook, Secret, Target};
 use hookrelay_store::StoredEvent;
 
 use crate::aws::{AwsClients, CallError};
-
-/// The result of one entry of a batch call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryOutcome {
-    Delivered,
-    Failed(CallError),
-}
+use crate::outcome::{Outcome, classify_call_error, classify_entry_error};
 
 /// An event on its way, with the number of this attempt (1 for the first).
 #[derive(Debug, Clone)]
@@ -120,18 +114,15 @@ impl Destination {
         matches!(self, Self::Webhook(_))
     }
 
-    /// Sends one batch (within [`Destination::limits`]). `Err` means the call as a whole failed
-    /// and nothing was delivered; `Ok` gives one outcome per event, in order.
-    pub async fn send(
-        &self,
-        batch: &[Outgoing],
-        app_secret: &Secret,
-    ) -> Result<Vec<EntryOutcome>, CallError> {
-        match self {
+    /// Sends one batch (within [`Destination::limits`]) and gives one outcome per event, in
+    /// order. A batch call that failed as a whole gives every entry that call's outcome.
+    pub async fn send(&self, batch: &[Outgoing], app_secret: &Secret) -> Vec<Outcome> {
+        let call = match self {
             Self::Sqs(d) => d.send(batch, app_secret).await,
             Self::Sns(d) => d.send(batch, app_secret).await,
-            Self::Webhook(d) => d.send(batch, app_secret).await,
-        }
+            Self::Webhook(d) => return d.send(batch, app_secret).await,
+        };
+        call.unwrap_or_else(|error| vec![classify_call_error(error); batch.len()])
     }
 }
 
@@ -159,17 +150,17 @@ pub(crate) fn outcomes(
     len: usize,
     successful: impl Iterator<Item = String>,
     failed: impl Iterator<Item = (String, CallError)>,
-) -> Vec<EntryOutcome> {
+) -> Vec<Outcome> {
     let missing = CallError::transient("missing", "the batch response did not mention this entry");
-    let mut out = vec![EntryOutcome::Failed(missing); len];
+    let mut out = vec![Outcome::Retry(missing); len];
     for id in successful {
         if let Some(slot) = id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
-            *slot = EntryOutcome::Delivered;
+            *slot = Outcome::Delivered;
         }
     }
     for (id, err) in failed {
         if let Some(slot) = id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
-            *slot = EntryOutcome::Failed(err);
+            *slot = classify_entry_error(err);
         }
     }
     out

@@ -6,9 +6,10 @@ use hookrelay_core::hook::QueueUrl;
 use hookrelay_core::sign::signature_hex;
 use hookrelay_store::StoredEvent;
 
-use super::{EntryOutcome, Outgoing, body_text, build_error, fifo_group, outcomes};
-use crate::aws::{CallError, call_error, entry_error};
+use super::{Outgoing, body_text, build_error, fifo_group, outcomes};
+use crate::aws::{CallError, call_error};
 use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
+use crate::outcome::Outcome;
 
 #[derive(Clone)]
 pub struct SqsDestination {
@@ -69,7 +70,7 @@ impl SqsDestination {
         &self,
         batch: &[Outgoing],
         app_secret: &Secret,
-    ) -> Result<Vec<EntryOutcome>, CallError> {
+    ) -> Result<Vec<Outcome>, CallError> {
         let events = batch.iter().map(|o| &o.event);
         let len = batch.len();
         let entries = events
@@ -90,7 +91,7 @@ impl SqsDestination {
             out.failed.into_iter().map(|f| {
                 (
                     f.id,
-                    entry_error(&f.code, f.message.as_deref(), f.sender_fault),
+                    CallError::transient(f.code, f.message.unwrap_or_default()),
                 )
             }),
         ))

@@ -5,10 +5,11 @@
 //! (lowercase hex HMAC-SHA256 of the uncompressed body with the app's API secret). With the app's
 //! `enable_hook_payload_compression`, the body is gzipped (`Content-Encoding: gzip`).
 //!
-//! What an answer means: 2xx delivered; 408, 429, 5xx, timeouts and connection errors are retried
-//! (honouring `Retry-After`); any other answer (4xx, and 3xx since redirects are not followed) is
-//! retried at most 3 times in all, then dead-lettered: a receiver that refuses an event rarely
-//! changes its mind, and the dead letter can be replayed.
+//! What an answer means is decided by `outcome::classify_http_status`: 2xx delivered; 408, 429
+//! and 5xx retried (honouring `Retry-After`); any other answer (4xx, and 3xx since redirects are
+//! not followed) is tried 3 times in all, then dead-lettered: a receiver that refuses an event
+//! rarely changes its mind, and the dead letter can be replayed. No connection or a timeout means
+//! the receiver is down; an address in `deny_cidrs` is a `denied` dead letter at once.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -22,11 +23,9 @@ use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
-use super::{EntryOutcome, Outgoing};
+use super::Outgoing;
 use crate::aws::CallError;
-
-/// Attempts a non-retryable answer (4xx) gets before its event becomes a dead letter.
-const REFUSED_ATTEMPTS: u32 = 3;
+use crate::outcome::{Outcome, classify_http_status};
 /// Bytes of a failed answer's body kept in `last_error`.
 const KEPT_BODY_BYTES: usize = 1024;
 /// Bytes of a successful answer's body read (so the connection can be reused) before giving up on it.
@@ -79,15 +78,38 @@ impl Resolve for DenyingResolver {
                 .filter(|a| !denied(&deny, a.ip()))
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves only to denied addresses").into());
+                return Err(Box::new(DeniedAddress(format!(
+                    "{host} resolves only to addresses in webhook.deny_cidrs"
+                ))) as _);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
 }
 
-fn denied(deny: &[IpNet], ip: IpAddr) -> bool {
-    deny.iter().any(|net| net.contains(&ip))
+/// The resolver's refusal, recognised in the error chain of a failed request.
+#[derive(Debug)]
+struct DeniedAddress(String);
+
+impl std::fmt::Display for DeniedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeniedAddress {}
+
+/// Whether an address is in a denied range. An IPv6 address that carries an IPv4 one
+/// (`::ffff:127.0.0.1`, the deprecated `::127.0.0.1`) reaches that IPv4 address, so both forms
+/// are checked.
+pub fn denied(deny: &[IpNet], ip: IpAddr) -> bool {
+    let embedded = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4().map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    std::iter::once(ip)
+        .chain(embedded)
+        .any(|ip| deny.iter().any(|net| net.contains(&ip)))
 }
 
 impl WebhookClient {
@@ -124,32 +146,29 @@ impl WebhookDestination {
     }
 
     /// Sends each event as its own request (the worker gives one per batch).
-    pub async fn send(
-        &self,
-        batch: &[Outgoing],
-        app_secret: &Secret,
-    ) -> Result<Vec<EntryOutcome>, CallError> {
+    pub async fn send(&self, batch: &[Outgoing], app_secret: &Secret) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for out in batch {
-            outcomes.push(match self.post(out, app_secret).await {
-                Ok(()) => EntryOutcome::Delivered,
-                Err(e) if batch.len() == 1 => return Err(e),
-                Err(e) => EntryOutcome::Failed(e),
-            });
+            outcomes.push(self.post(out, app_secret).await);
         }
-        Ok(outcomes)
+        outcomes
     }
 
-    async fn post(&self, out: &Outgoing, app_secret: &Secret) -> Result<(), CallError> {
-        let url = reqwest::Url::parse(&self.url).map_err(|e| CallError {
-            permanent: true,
-            ..CallError::transient("url", e.to_string())
-        })?;
+    async fn post(&self, out: &Outgoing, app_secret: &Secret) -> Outcome {
+        let url = match reqwest::Url::parse(&self.url) {
+            Ok(url) => url,
+            Err(e) => {
+                return Outcome::Refuse {
+                    error: CallError::transient("url", e.to_string()),
+                    attempts: 1,
+                };
+            }
+        };
         if let Some(host) = url.host_str()
             && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
             && denied(&self.client.deny, ip)
         {
-            return Err(CallError::transient(
+            return Outcome::Denied(CallError::transient(
                 "denied",
                 format!("{ip} is in webhook.deny_cidrs"),
             ));
@@ -170,7 +189,10 @@ impl WebhookDestination {
         } else {
             request.body(payload.clone())
         };
-        let mut response = request.send().await.map_err(transport_error)?;
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return transport_outcome(e),
+        };
         let status = response.status();
         if status.is_success() {
             // Read (a bounded part of) the answer so the connection goes back to the pool.
@@ -181,7 +203,7 @@ impl WebhookDestination {
                     _ => break,
                 }
             }
-            return Ok(());
+            return Outcome::Delivered;
         }
         let retry_after = response
             .headers()
@@ -197,14 +219,11 @@ impl WebhookDestination {
         }
         body.truncate(KEPT_BODY_BYTES);
         let code = status.as_u16();
-        let retryable = code == 408 || code == 429 || status.is_server_error();
-        Err(CallError {
+        classify_http_status(CallError {
             code: format!("HTTP {code}"),
             message: String::from_utf8_lossy(&body).into_owned(),
             http_status: Some(code),
-            permanent: false,
             retry_after,
-            max_attempts: (!retryable).then_some(REFUSED_ATTEMPTS),
         })
     }
 }
@@ -219,7 +238,9 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-fn transport_error(e: reqwest::Error) -> CallError {
+/// A request that got no answer: the receiver is down, or its name resolves only to denied
+/// addresses (a refusal of the address, not an outage).
+fn transport_outcome(e: reqwest::Error) -> Outcome {
     let code = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -228,13 +249,19 @@ fn transport_error(e: reqwest::Error) -> CallError {
         "transport"
     };
     let mut message = e.to_string();
+    let mut is_denied = false;
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
+        is_denied |= cause.downcast_ref::<DeniedAddress>().is_some();
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    CallError::transient(code, message)
+    if is_denied {
+        Outcome::Denied(CallError::transient("denied", message))
+    } else {
+        Outcome::DestinationDown(CallError::transient(code, message))
+    }
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -279,10 +306,27 @@ mod tests {
 
     #[test]
     fn deny_list_matches_ranges() {
-        let deny: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
-        assert!(denied(&deny, "10.1.2.3".parse().unwrap()));
-        assert!(denied(&deny, "::1".parse().unwrap()));
-        assert!(!denied(&deny, "127.0.0.1".parse().unwrap()));
+        let deny: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ];
+        for ip in [
+            "10.1.2.3",
+            "::1",
+            "127.0.0.1",
+            // IPv4 inside IPv6: mapped and compatible forms reach the IPv4 address.
+            "::ffff:127.0.0.1",
+            "::ffff:7f00:1",
+            "0:0:0:0:0:ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(denied(&deny, ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["11.0.0.1", "::ffff:11.0.0.1", "2001:db8::1", "192.168.1.1"] {
+            assert!(!denied(&deny, ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

@@ -1,0 +1,672 @@
+//! One delivery round as pure steps around the send: [`plan`] (what to send, what is too large,
+//! what waits) → the worker sends → [`settle`] (what the outcomes mean: the progress to record,
+//! what to tell the metrics, and whether the destination is down). Neither step touches the
+//! network, the store or the clock, so each is tested on its own.
+//!
+//! The rules they encode:
+//! * The cursor never passes an event that was not handled: it stops before the first new event
+//!   that was held back (probing, FIFO order, a lapsed lease) or that waits in the log because
+//!   the destination was down.
+//! * A refused entry (the destination answered "no" to it) is retried up to its attempts, then
+//!   dead-lettered; it never makes the round count as "destination down", so it never holds
+//!   back the events behind it.
+//! * A round in which no entry got an answer about itself is "destination down": SQS and SNS
+//!   record nothing (the events wait in the log); webhooks record the attempts, since receivers
+//!   see `X-Webhook-Attempt`.
+//! * A too-large event becomes one dead letter, recorded in the round whose cursor passes it, so
+//!   a round that cannot move the cursor does not dead-letter it again.
+
+use hookrelay_core::{EventFilter, HookId, Timestamp};
+use hookrelay_store::{
+    DeadLetterReason, DeadLetterRecord, DueRetry, Progress, RetryRecord, Seq, StoredEvent,
+};
+
+use crate::aws::CallError;
+use crate::batch::{aws_message_size, pack};
+use crate::destinations::BatchLimits;
+use crate::outcome::Outcome;
+use crate::retry::{Next, RetryPolicy};
+
+/// An event on its way, and its history if it is a retry.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub event: StoredEvent,
+    /// Its size as an SQS/SNS message, attributes included.
+    pub size: usize,
+    /// (failed attempts so far, first failure) of a retry entry.
+    pub prior: Option<(u32, Timestamp)>,
+}
+
+impl Item {
+    pub fn new(event: StoredEvent, prior: Option<(u32, Timestamp)>) -> Self {
+        let size = aws_message_size(event.payload.len(), &event.event_type, &event.id);
+        Self { event, size, prior }
+    }
+
+    /// The number of the attempt about to be made (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.prior.map_or(1, |(failed, _)| failed + 1)
+    }
+
+    fn is_new(&self) -> bool {
+        self.prior.is_none()
+    }
+}
+
+/// What a round will do before it sends anything.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Batches to send, in order.
+    pub batches: Vec<Vec<Item>>,
+    /// Read, but not sent this round (a probing round sends one batch).
+    pub held: Vec<Item>,
+    /// Over the destination's size limit.
+    pub too_large: Vec<Item>,
+    /// The newest event read from the log, filtered out or not.
+    pub last_read: Option<Seq>,
+    pub max_bytes: usize,
+}
+
+/// Plans a round: the due retries and the new events the filter takes, too-large ones set
+/// apart, packed into batches. A probing round (the destination was down) sends only its first
+/// batch, made from the head of the log when there is anything new: the retry set may be made of
+/// entries the destination refused, which say nothing about whether it is back.
+pub(crate) fn plan(
+    due: Vec<DueRetry>,
+    events: Vec<StoredEvent>,
+    filter: &EventFilter,
+    limits: BatchLimits,
+    probing: bool,
+) -> Plan {
+    let last_read = events.last().map(|e| e.seq);
+    let retries = due
+        .into_iter()
+        .map(|d| Item::new(d.event, Some((d.attempts, d.first_failed_at))));
+    let new = events
+        .into_iter()
+        .filter(|e| filter.matches(&e.event_type))
+        .map(|e| Item::new(e, None));
+    let ordered: Vec<Item> = if probing {
+        let new: Vec<Item> = new.collect();
+        new.into_iter().chain(retries).collect()
+    } else {
+        retries.chain(new).collect()
+    };
+    let (too_large, sendable): (Vec<Item>, Vec<Item>) = ordered
+        .into_iter()
+        .partition(|i| limits.size_limited && i.size > limits.max_bytes);
+    let mut batches = pack(sendable, |i| i.size, limits.max_entries, limits.max_bytes);
+    let held = if probing && batches.len() > 1 {
+        batches.drain(1..).flatten().collect()
+    } else {
+        Vec::new()
+    };
+    Plan {
+        batches,
+        held,
+        too_large,
+        last_read,
+        max_bytes: limits.max_bytes,
+    }
+}
+
+/// How the destination takes failures, for [`settle`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SettleRules<'a> {
+    pub fifo: bool,
+    /// Webhooks: every attempt counts, even in a round where the receiver was down.
+    pub counts_attempts: bool,
+    pub retry: &'a RetryPolicy,
+}
+
+/// What to tell the metrics about a round, once its progress is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Note {
+    Delivered {
+        latency_secs: f64,
+    },
+    Failed {
+        error: CallError,
+        will_retry: bool,
+    },
+    DeadLettered {
+        reason: DeadLetterReason,
+        event_id: String,
+        error: String,
+    },
+}
+
+/// What a round came to.
+#[derive(Debug)]
+pub(crate) struct Settlement {
+    pub progress: Progress,
+    pub notes: Vec<Note>,
+    /// Set when the hook must back off: no entry got an answer about itself, or a FIFO round
+    /// stopped at a failure.
+    pub back_off: Option<CallError>,
+}
+
+/// The results of a round's sends: each sent batch with one outcome per entry, and the batches
+/// left unsent (a FIFO round stops at the first batch not wholly delivered; a lapsed lease stops
+/// any round).
+#[derive(Debug, Default)]
+pub(crate) struct Sent {
+    pub results: Vec<(Vec<Item>, Vec<Outcome>)>,
+    pub unsent: Vec<Vec<Item>>,
+}
+
+/// Turns a round's outcomes into the progress to record. `cursor` is where the hook's cursor
+/// stands; `now` is when the round started.
+pub(crate) fn settle(
+    hook: &HookId,
+    epoch: i64,
+    cursor: Seq,
+    plan: Plan,
+    sent: Sent,
+    rules: SettleRules<'_>,
+    now: Timestamp,
+) -> Settlement {
+    let mut s = Settling {
+        progress: Progress::new(hook.clone(), epoch),
+        notes: Vec::new(),
+        stop_before: None,
+        retry: rules.retry,
+        now,
+    };
+    for item in plan.held.iter().chain(sent.unsent.iter().flatten()) {
+        s.hold(item);
+    }
+    let answered = sent
+        .results
+        .iter()
+        .flat_map(|(_, outcomes)| outcomes)
+        .any(Outcome::destination_answered);
+    let down = !sent.results.is_empty() && !answered;
+    let mut last_error = None;
+    let mut fifo_stopped = false;
+    for (batch, outcomes) in sent.results {
+        for (item, outcome) in batch.into_iter().zip(outcomes) {
+            if let Some(e) = outcome.error() {
+                last_error = Some(e.clone());
+            }
+            match outcome {
+                Outcome::Delivered => {
+                    let latency_ms = (now.millis() - item.event.created_at.millis()).max(0);
+                    s.notes.push(Note::Delivered {
+                        latency_secs: latency_ms as f64 / 1000.0,
+                    });
+                    if !item.is_new() {
+                        s.progress.retries_done.push(item.event.seq);
+                    }
+                }
+                Outcome::Denied(error) => {
+                    s.dead_letter(item, DeadLetterReason::Denied, &error, true);
+                }
+                Outcome::Refuse { error, attempts } => {
+                    if item.attempt() >= attempts {
+                        s.dead_letter(item, DeadLetterReason::Rejected, &error, true);
+                    } else {
+                        s.schedule(item, error);
+                    }
+                }
+                Outcome::Retry(error) | Outcome::DestinationDown(error) => {
+                    if rules.fifo && item.is_new() {
+                        // Resent from the log next round, to keep the group's order.
+                        s.hold(&item);
+                        fifo_stopped = true;
+                    } else if down && !rules.counts_attempts {
+                        // The destination took nothing: new events wait in the log, retry
+                        // entries stay as they are.
+                        s.hold(&item);
+                    } else {
+                        s.schedule(item, error);
+                    }
+                }
+                Outcome::TooLarge { .. } => {}
+            }
+        }
+    }
+    let new_cursor = s.stop_before.map(|seq| seq - 1).or(plan.last_read);
+    for item in plan.too_large {
+        // A replayed retry entry is dead-lettered again at once; a new event when the cursor
+        // passes it, so exactly once.
+        if !item.is_new() || new_cursor.is_some_and(|c| item.event.seq <= c) {
+            let error = CallError::transient(
+                "too_large",
+                format!(
+                    "the message is {} bytes with its attributes; SQS and SNS take at most {}",
+                    item.size, plan.max_bytes
+                ),
+            );
+            s.dead_letter(item, DeadLetterReason::TooLarge, &error, false);
+        }
+    }
+    s.progress.cursor = new_cursor.filter(|c| *c > cursor);
+    let back_off = if down || fifo_stopped {
+        Some(last_error.unwrap_or_default())
+    } else {
+        None
+    };
+    Settlement {
+        progress: s.progress,
+        notes: s.notes,
+        back_off,
+    }
+}
+
+struct Settling<'a> {
+    progress: Progress,
+    notes: Vec<Note>,
+    /// The first new event that must be read again next round.
+    stop_before: Option<Seq>,
+    retry: &'a RetryPolicy,
+    now: Timestamp,
+}
+
+impl Settling<'_> {
+    /// A new event not handled this round: the cursor stops before it. (A retry entry not
+    /// handled stays in the retry set as it is.)
+    fn hold(&mut self, item: &Item) {
+        if item.is_new() {
+            let seq = item.event.seq;
+            self.stop_before = Some(self.stop_before.map_or(seq, |s| s.min(seq)));
+        }
+    }
+
+    /// Schedules the next attempt of a failed entry, or dead-letters it once the retry window
+    /// is over. A destination's `Retry-After` wins over the schedule, within its cap.
+    fn schedule(&mut self, item: Item, error: CallError) {
+        let attempts = item.attempt();
+        let first_failed_at = item.prior.map_or(self.now, |(_, first)| first);
+        match self.retry.next(first_failed_at, attempts, self.now) {
+            Next::GiveUp => {
+                self.dead_letter(item, DeadLetterReason::RetriesExhausted, &error, true);
+            }
+            Next::RetryAt(at) => {
+                let at = match error.retry_after {
+                    Some(after) => {
+                        let after = after.min(self.retry.cap).as_millis() as i64;
+                        at.max(self.now.saturating_add_millis(after))
+                    }
+                    None => at,
+                };
+                self.notes.push(Note::Failed {
+                    error: error.clone(),
+                    will_retry: true,
+                });
+                self.progress.retries.push(RetryRecord {
+                    seq: item.event.seq,
+                    attempts,
+                    first_failed_at,
+                    next_attempt_at: at,
+                    last_error: error.to_string(),
+                });
+            }
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        item: Item,
+        reason: DeadLetterReason,
+        error: &CallError,
+        attempted: bool,
+    ) {
+        let attempts = if attempted {
+            item.attempt()
+        } else {
+            item.prior.map_or(0, |(n, _)| n)
+        };
+        if attempted {
+            self.notes.push(Note::Failed {
+                error: error.clone(),
+                will_retry: false,
+            });
+        }
+        self.notes.push(Note::DeadLettered {
+            reason,
+            event_id: item.event.id.clone(),
+            error: error.to_string(),
+        });
+        self.progress.dead_letters.push(DeadLetterRecord {
+            event: item.event,
+            reason,
+            attempts,
+            last_error: error.to_string(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const HOOK: &str = "h";
+
+    fn event(seq: Seq, bytes: usize) -> StoredEvent {
+        StoredEvent {
+            seq,
+            id: format!("e{seq}"),
+            event_type: "message.new".into(),
+            cid: None,
+            created_at: Timestamp::from_millis(1_000),
+            payload: vec![b'x'; bytes].into(),
+        }
+    }
+
+    fn retry_of(seq: Seq, attempts: u32) -> DueRetry {
+        DueRetry {
+            event: event(seq, 10),
+            attempts,
+            first_failed_at: Timestamp::from_millis(2_000),
+        }
+    }
+
+    fn aws() -> BatchLimits {
+        BatchLimits {
+            max_entries: 10,
+            max_bytes: 256 * 1024,
+            size_limited: true,
+        }
+    }
+
+    fn webhook() -> BatchLimits {
+        BatchLimits {
+            max_entries: 1,
+            max_bytes: usize::MAX,
+            size_limited: false,
+        }
+    }
+
+    fn all() -> EventFilter {
+        EventFilter::new(&[])
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(600),
+            window: Duration::from_secs(3600),
+        }
+    }
+
+    fn rules(policy: &RetryPolicy, fifo: bool, counts_attempts: bool) -> SettleRules<'_> {
+        SettleRules {
+            fifo,
+            counts_attempts,
+            retry: policy,
+        }
+    }
+
+    fn err(code: &str) -> CallError {
+        CallError::transient(code, "m")
+    }
+
+    fn refused() -> Outcome {
+        Outcome::Refuse {
+            error: err("HTTP 400"),
+            attempts: 3,
+        }
+    }
+
+    /// Sends every planned batch and answers each entry with `answer(seq)`.
+    fn send_all(plan: &mut Plan, answer: impl Fn(&Item) -> Outcome) -> Sent {
+        let results = plan
+            .batches
+            .drain(..)
+            .map(|b| {
+                let outcomes = b.iter().map(&answer).collect();
+                (b, outcomes)
+            })
+            .collect();
+        Sent {
+            results,
+            unsent: Vec::new(),
+        }
+    }
+
+    fn run(
+        mut plan: Plan,
+        cursor: Seq,
+        rules: SettleRules<'_>,
+        answer: impl Fn(&Item) -> Outcome,
+    ) -> Settlement {
+        let sent = send_all(&mut plan, answer);
+        settle(
+            &HookId::try_from(HOOK.to_owned()).unwrap(),
+            0,
+            cursor,
+            plan,
+            sent,
+            rules,
+            Timestamp::from_millis(10_000),
+        )
+    }
+
+    fn dead(s: &Settlement) -> Vec<(Seq, &'static str)> {
+        s.progress
+            .dead_letters
+            .iter()
+            .map(|d| (d.event.seq, d.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn refusals_do_not_hold_back_the_events_behind_them() {
+        let p = policy();
+        // 3 refused retry entries, one new good event: everything settles, the cursor moves.
+        let due = vec![retry_of(1, 1), retry_of(2, 2), retry_of(3, 2)];
+        let planned = plan(due, vec![event(4, 10)], &all(), webhook(), false);
+        let s = run(planned, 3, rules(&p, false, true), |i| {
+            if i.event.seq == 4 {
+                Outcome::Delivered
+            } else {
+                refused()
+            }
+        });
+        assert!(s.back_off.is_none(), "refusals are answers: not down");
+        assert_eq!(s.progress.cursor, Some(4));
+        assert_eq!(dead(&s), vec![(2, "rejected"), (3, "rejected")]);
+        assert_eq!(
+            s.progress.retries.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn a_round_of_refusals_alone_is_not_a_destination_down() {
+        let p = policy();
+        let planned = plan(
+            vec![],
+            vec![event(1, 10), event(2, 10)],
+            &all(),
+            webhook(),
+            false,
+        );
+        let s = run(planned, 0, rules(&p, false, true), |_| refused());
+        assert!(s.back_off.is_none());
+        assert_eq!(s.progress.retries.len(), 2);
+        assert_eq!(s.progress.cursor, Some(2));
+    }
+
+    #[test]
+    fn denied_addresses_are_dead_letters_at_once() {
+        let p = policy();
+        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), false);
+        let s = run(planned, 0, rules(&p, false, true), |_| {
+            Outcome::Denied(err("denied"))
+        });
+        assert_eq!(dead(&s), vec![(1, "denied")]);
+        assert!(s.back_off.is_none() && s.progress.retries.is_empty());
+    }
+
+    #[test]
+    fn a_down_aws_destination_records_nothing_and_backs_off() {
+        let p = policy();
+        let events: Vec<_> = (1..=25).map(|s| event(s, 10)).collect();
+        let planned = plan(vec![retry_of(0, 1)], events, &all(), aws(), false);
+        assert_eq!(planned.batches.len(), 3);
+        let s = run(planned, 0, rules(&p, false, false), |_| {
+            Outcome::DestinationDown(err("AccessDenied"))
+        });
+        assert_eq!(s.back_off.map(|e| e.code), Some("AccessDenied".into()));
+        assert!(
+            s.progress.is_empty(),
+            "events wait in the log: {:?}",
+            s.progress
+        );
+    }
+
+    #[test]
+    fn a_down_webhook_counts_its_attempts() {
+        let p = policy();
+        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), false);
+        let s = run(planned, 0, rules(&p, false, true), |_| {
+            Outcome::Retry(err("HTTP 503"))
+        });
+        assert!(s.back_off.is_some());
+        assert_eq!(s.progress.retries.len(), 1);
+        assert_eq!(s.progress.cursor, Some(1));
+    }
+
+    #[test]
+    fn probing_sends_one_batch_from_the_head_of_the_log() {
+        let due = vec![retry_of(1, 1), retry_of(2, 1)];
+        let planned = plan(
+            due,
+            vec![event(5, 10), event(6, 10)],
+            &all(),
+            webhook(),
+            true,
+        );
+        assert_eq!(planned.batches.len(), 1);
+        assert_eq!(planned.batches[0][0].event.seq, 5, "the probe is new");
+        let p = policy();
+        let s = run(planned, 4, rules(&p, false, true), |_| Outcome::Delivered);
+        // 6 was held: the cursor stops before it; the held retries stay as they are.
+        assert_eq!(s.progress.cursor, Some(5));
+        assert!(s.progress.retries.is_empty() && s.progress.retries_done.is_empty());
+    }
+
+    #[test]
+    fn fifo_stops_at_a_failure_and_resends_from_the_log() {
+        let p = policy();
+        let events: Vec<_> = (1..=3).map(|s| event(s, 10)).collect();
+        let planned = plan(vec![], events, &all(), aws(), false);
+        let s = run(planned, 0, rules(&p, true, false), |i| {
+            if i.event.seq == 2 {
+                Outcome::Retry(err("InternalError"))
+            } else {
+                Outcome::Delivered
+            }
+        });
+        assert_eq!(s.progress.cursor, Some(1), "stops before the failed event");
+        assert!(
+            s.progress.retries.is_empty(),
+            "no retry entry: order comes from the log"
+        );
+        assert!(s.back_off.is_some());
+    }
+
+    #[test]
+    fn unsent_batches_hold_the_cursor() {
+        let p = policy();
+        let events: Vec<_> = (1..=20).map(|s| event(s, 10)).collect();
+        let mut planned = plan(vec![], events, &all(), aws(), false);
+        let second = planned.batches.pop().unwrap();
+        let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
+        sent.unsent.push(second);
+        let s = settle(
+            &HookId::try_from(HOOK.to_owned()).unwrap(),
+            0,
+            0,
+            planned,
+            sent,
+            rules(&p, false, false),
+            Timestamp::from_millis(10_000),
+        );
+        assert_eq!(s.progress.cursor, Some(10));
+    }
+
+    #[test]
+    fn too_large_events_are_dead_lettered_once_when_the_cursor_passes_them() {
+        let p = policy();
+        let big = 300 * 1024;
+        let events = vec![event(1, big), event(2, 10), event(3, big)];
+        // Down: nothing sent gets through. Event 1 is before the first waiting event, so it is
+        // dead-lettered now; event 3 is after it, so it waits to be planned again.
+        let planned = plan(vec![], events.clone(), &all(), aws(), false);
+        let s = run(planned, 0, rules(&p, false, false), |_| {
+            Outcome::DestinationDown(err("NonExistentQueue"))
+        });
+        assert_eq!(dead(&s), vec![(1, "too_large")]);
+        assert_eq!(s.progress.cursor, Some(1));
+        // The next round starts after 1: the destination is back, 3 is dead-lettered, once.
+        let planned = plan(vec![], events[1..].to_vec(), &all(), aws(), false);
+        let s = run(planned, 1, rules(&p, false, false), |_| Outcome::Delivered);
+        assert_eq!(dead(&s), vec![(3, "too_large")]);
+        assert_eq!(s.progress.cursor, Some(3));
+        let notes = s
+            .notes
+            .iter()
+            .filter(|n| matches!(n, Note::DeadLettered { .. }))
+            .count();
+        assert_eq!(notes, 1);
+    }
+
+    #[test]
+    fn a_replayed_too_large_dead_letter_is_checked_again() {
+        let p = policy();
+        let mut due = retry_of(7, 0);
+        due.event = event(7, 300 * 1024);
+        let planned = plan(vec![due], vec![], &all(), aws(), false);
+        assert!(planned.batches.is_empty());
+        let s = run(planned, 9, rules(&p, false, false), |_| Outcome::Delivered);
+        assert_eq!(dead(&s), vec![(7, "too_large")]);
+    }
+
+    #[test]
+    fn retries_end_in_a_dead_letter_after_the_window() {
+        let p = RetryPolicy {
+            window: Duration::from_secs(1),
+            ..policy()
+        };
+        let planned = plan(vec![retry_of(1, 4)], vec![], &all(), webhook(), false);
+        let s = run(planned, 1, rules(&p, false, true), |_| {
+            Outcome::Retry(err("HTTP 500"))
+        });
+        assert_eq!(dead(&s), vec![(1, "retries_exhausted")]);
+    }
+
+    #[test]
+    fn retry_after_wins_within_the_cap() {
+        let p = policy();
+        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), false);
+        let s = run(planned, 0, rules(&p, false, true), |_| {
+            Outcome::Retry(CallError {
+                retry_after: Some(Duration::from_secs(120)),
+                ..err("HTTP 429")
+            })
+        });
+        let r = &s.progress.retries[0];
+        assert!(r.next_attempt_at.millis() >= 10_000 + 120_000);
+    }
+
+    #[test]
+    fn the_filter_moves_the_cursor_past_events_it_does_not_take() {
+        let p = policy();
+        let filter = EventFilter::new(&["reaction.new".to_owned()]);
+        let planned = plan(
+            vec![],
+            vec![event(1, 10), event(2, 10)],
+            &filter,
+            aws(),
+            false,
+        );
+        assert!(planned.batches.is_empty());
+        let s = run(planned, 0, rules(&p, false, false), |_| Outcome::Delivered);
+        assert_eq!(s.progress.cursor, Some(2));
+    }
+}
