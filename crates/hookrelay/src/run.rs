@@ -118,15 +118,7 @@ fn delivery_settings(config: &Config) -> anyhow::Result<DeliverySettings> {
     if let Some(timeout) = config.aws.call_timeout {
         aws.call_timeout = timeout;
     }
-    let deny = config
-        .webhook
-        .deny_cidrs
-        .iter()
-        .map(|c| {
-            c.parse()
-                .with_context(|| format!("webhook.deny_cidrs: {c:?} is not a CIDR range"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deny = deny_ranges(&config.webhook.deny_cidrs)?;
     Ok(DeliverySettings {
         retry: RetryPolicy {
             base: d.retry_base,
@@ -163,6 +155,42 @@ fn aws_endpoints(config: &Config) -> Vec<String> {
         .chain(from_env)
         .filter(|e| !e.is_empty())
         .collect()
+}
+
+/// The ranges `internal` stands for in `webhook.deny_cidrs`: this machine, private networks,
+/// link-local (cloud metadata services live there), carrier-grade NAT, unique-local IPv6 and
+/// the unspecified addresses.
+const INTERNAL_RANGES: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+/// `webhook.deny_cidrs`: CIDR ranges, and the word `internal` for [`INTERNAL_RANGES`].
+fn deny_ranges(entries: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    let mut ranges = Vec::new();
+    for entry in entries {
+        if entry == "internal" {
+            ranges.extend(
+                INTERNAL_RANGES
+                    .iter()
+                    .map(|r| r.parse::<ipnet::IpNet>().expect("a valid literal range")),
+            );
+        } else {
+            ranges.push(entry.parse().with_context(|| {
+                format!("webhook.deny_cidrs: {entry:?} is not a CIDR range (like 10.0.0.0/8) or \"internal\"")
+            })?);
+        }
+    }
+    Ok(ranges)
 }
 
 /// A fresh store gets one app, so the server is usable at once. On a store that has apps,
@@ -319,6 +347,30 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
         }
+    }
+
+    #[test]
+    fn deny_cidrs_take_ranges_and_the_internal_preset() {
+        let ranges = deny_ranges(&["internal".into(), "203.0.113.0/24".into()]).unwrap();
+        let denied = |ip: &str| {
+            ranges
+                .iter()
+                .any(|r| r.contains(&ip.parse::<std::net::IpAddr>().unwrap()))
+        };
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "192.168.0.1",
+            "::1",
+            "fd00:ec2::254",
+            "203.0.113.9",
+        ] {
+            assert!(denied(ip), "{ip}");
+        }
+        assert!(!denied("8.8.8.8"));
+        let err = deny_ranges(&["intranet".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("internal"));
     }
 
     #[test]
