@@ -2,10 +2,11 @@
 events, denied addresses."""
 
 import json
+import socket
 import threading
 import time
 
-from conftest import FAST_RETRIES, sqs_hook, wait_until, webhook_hook
+from conftest import FAST_RETRIES, server_token, sqs_hook, wait_until, webhook_hook
 from receiver import Answer, Receiver
 
 
@@ -113,3 +114,60 @@ def test_denied_receivers_are_dead_letters_at_once_whatever_the_address_form(ser
         assert [(d["event_id"], d["reason"], d["attempts"]) for d in letters] == [("deny", "denied", 1)]
     assert receiver.requests == []
     receiver.stop()
+
+
+def test_jwt_time_claims_must_be_numbers(server):
+    for claims in ({"server": True, "exp": "2000-01-01"}, {"server": True, "exp": True},
+                   {"server": True, "nbf": "now"}, {"server": True, "iat": [1]}):
+        r = server.request("GET", "/app", token=server_token(server.secret, claims))
+        assert r.status_code == 401 and r.json()["code"] == 5, (claims, r.text)
+        assert "must be a number" in r.json()["message"]
+    ok = server.request("GET", "/app", token=server_token(server.secret, {"server": True, "exp": 4102444800}))
+    assert ok.status_code == 200
+
+
+def test_an_encoding_the_server_does_not_decode_is_named(server):
+    import gzip as gz
+    body = gz.compress(json.dumps({"type": "message.new"}).encode())
+    r = server.request("POST", "/v1/events", raw=body, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 415 and "gzip" in r.json()["message"], r.text
+    assert r.json()["code"] == 4
+
+
+def test_an_oversize_content_length_is_refused_before_the_body_arrives(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall((f"POST /v1/events?api_key={server.key} HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: {server_token(server.secret)}\r\nstream-auth-type: jwt\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 4294967296\r\n\r\n").encode())
+        answer = s.recv(65536).decode(errors="replace")  # no body was sent: this answers at once
+    assert answer.startswith("HTTP/1.1 413"), answer
+
+
+def test_a_huge_hook_list_is_refused_quickly(server):
+    hooks = [{"hook_type": "webhook", "webhook_url": f"http://a/{i}"} for i in range(60_000)]
+    body = json.dumps({"event_hooks": hooks}, separators=(",", ":"))
+    assert len(body) < 4 * 1024 * 1024
+    started = time.monotonic()
+    r = server.request("PATCH", "/app", raw=body)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 400 and "at most 100 hooks" in r.json()["message"], r.text[:300]
+    # Not a timing test of the server (that is the benchmark's job): a bound far above what it
+    # takes, far below the seconds the quadratic version took.
+    assert elapsed < 2.0, elapsed
+
+
+def test_the_data_directory_is_private(server_factory, tmp_path):
+    (tmp_path / "private").mkdir()
+    server = server_factory(data_dir=tmp_path / "private" / "data")
+    server.send_events([{"id": "x", "type": "a"}])
+    assert oct((tmp_path / "private" / "data").stat().st_mode & 0o777) == "0o700"
+    for name in ("hookrelay.db", "hookrelay.db-wal", "secret.key"):
+        path = tmp_path / "private" / "data" / name
+        if path.exists():
+            assert oct(path.stat().st_mode & 0o777) == "0o600", name
+    # A database an older version left readable is made private at start.
+    server.stop()
+    db = tmp_path / "private" / "data" / "hookrelay.db"
+    db.chmod(0o644)
+    server.start()
+    assert oct(db.stat().st_mode & 0o777) == "0o600"

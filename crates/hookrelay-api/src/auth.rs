@@ -140,17 +140,32 @@ pub fn verify_hs256(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(malformed)?;
-    let time = |name: &str| claims.get(name).and_then(Value::as_f64).map(|t| t as i64);
-    if time("exp").is_some_and(|exp| exp <= now) {
+    // RFC 7519 NumericDate: a claim that is there must be a number (as PyJWT insists too);
+    // a string or a boolean is not "no expiry".
+    let mut times = [None; 3];
+    for (slot, name) in times.iter_mut().zip(["exp", "nbf", "iat"]) {
+        *slot = match claims.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64().map(|t| t as i64),
+            Some(_) => {
+                return Err(unauthorized(
+                    Code::AuthenticationError,
+                    &format!("JWT token claim {name} must be a number (seconds since 1970)"),
+                ));
+            }
+        };
+    }
+    let [exp, nbf, iat] = times;
+    if exp.is_some_and(|exp| exp <= now) {
         return Err(unauthorized(Code::TokenExpired, "JWT token has expired"));
     }
-    if time("nbf").is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+    if nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
         return Err(unauthorized(
             Code::TokenNotValidYet,
             "JWT token is not valid yet",
         ));
     }
-    if time("iat").is_some_and(|iat| iat > now + LEEWAY_SECS) {
+    if iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
         return Err(unauthorized(
             Code::TokenUsedBeforeIssued,
             "JWT token is used before its issue time",
@@ -209,6 +224,18 @@ mod tests {
             code(&sign(r#"{"iat":300}"#, b"SECRET"), 200),
             Code::TokenUsedBeforeIssued
         );
+        for claims in [
+            r#"{"exp":"100"}"#,
+            r#"{"exp":true}"#,
+            r#"{"nbf":"soon"}"#,
+            r#"{"iat":[1]}"#,
+            r#"{"exp":{"at":1}}"#,
+        ] {
+            let err = verify_hs256(&sign(claims, b"SECRET"), b"SECRET", 200).unwrap_err();
+            assert_eq!(err.code, Code::AuthenticationError, "{claims}");
+            assert!(err.detail.contains("must be a number"), "{claims}");
+        }
+        assert!(verify_hs256(&sign(r#"{"exp":null}"#, b"SECRET"), b"SECRET", 200).is_ok());
         // alg "none" is refused even with an empty signature.
         let none = format!(
             "{}.{}.",

@@ -73,6 +73,16 @@ pub(crate) async fn ask_writer<Op, T>(
     answer.await.map_err(|_| StoreError::Closed)?
 }
 
+/// Creates a directory (and its parents) readable by its owner only (0700), for data that holds
+/// event payloads and keys. An existing directory is left as it is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// The store contract. Implementations must be safe to share between the API and every worker.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -16,7 +16,7 @@ pub fn server_key(data_dir: &Path) -> anyhow::Result<SecretBox> {
     match std::fs::read_to_string(&path) {
         Ok(text) => parse_key(text.trim()).with_context(|| format!("reading {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
+            hookrelay_store::create_private_dir(data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
             let key = SecretBox::generate_key();
             let mut options = std::fs::OpenOptions::new();

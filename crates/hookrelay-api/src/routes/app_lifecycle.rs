@@ -41,7 +41,7 @@ pub async fn set_secret(
     AppAuth(app): AppAuth,
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let request = body.object()?;
+    let request = body.object().await?;
     let secret = Fields(&request)
         .required_str("api_secret")
         .map_err(|e| ApiError::field(&e.field, &e.reason))?;

@@ -43,7 +43,7 @@ async fn check(
     body: JsonBody,
     kind: HookType,
 ) -> ApiResult<CheckResponse> {
-    let request = body.object()?;
+    let request = body.object().await?;
     let f = Fields(&request);
     let p = kind.as_str();
     let (key, secret) = (

@@ -152,7 +152,7 @@ pub async fn replay_since(
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
     let record = record(&state, &app, id).await?;
-    let request = body.object()?;
+    let request = body.object().await?;
     let since = Fields(&request)
         .required_str("since")
         .map_err(|e| ApiError::field(&e.field, &e.reason))?;
@@ -179,7 +179,7 @@ pub async fn replay_dead_letters(
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
     let record = record(&state, &app, id).await?;
-    let request = body.object()?;
+    let request = body.object().await?;
     let ids = match request.get("event_ids") {
         None | Some(Value::Null) => None,
         Some(_) => Some(

@@ -77,13 +77,41 @@ fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The database holds every event's payload: only its owner may read it. The file is created
+/// 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the database file's
+/// mode), and files an older version left readable are made private.
+fn restrict_database_files(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs its migrations.
     pub fn open(path: impl AsRef<Path>, secrets: SecretBox) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::create_private_dir(dir)?;
         }
+        restrict_database_files(&path)?;
         let mut conn = open_connection(&path)?;
         // The writer's page cache (32 MiB, default 2): index pages of recent appends stay in it.
         conn.pragma_update(None, "cache_size", -32 * 1024)?;
