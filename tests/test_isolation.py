@@ -1,12 +1,14 @@
 """One bad event, hook or app never holds back the rest (issue 12): refused entries, too-large
 events, denied addresses."""
 
+import copy
 import json
 import socket
+import subprocess
 import threading
 import time
 
-from conftest import FAST_RETRIES, server_token, sqs_hook, wait_until, webhook_hook
+from conftest import BIN, FAST_RETRIES, server_token, sqs_hook, wait_until, webhook_hook
 from receiver import Answer, Receiver
 
 
@@ -171,3 +173,51 @@ def test_the_data_directory_is_private(server_factory, tmp_path):
     db.chmod(0o644)
     server.start()
     assert oct(db.stat().st_mode & 0o777) == "0o600"
+
+
+def second_app(server):
+    """Another app on the same server, made with the CLI on its data directory."""
+    out = subprocess.run([str(BIN), "apps", "create", "--name", "b", "--data-dir", str(server.data_dir)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    fields = dict(line.split(":", 1) for line in out.stdout.splitlines() if line.startswith("api "))
+    other = copy.copy(server)
+    other.key, other.secret = fields["api key"].strip(), fields["api secret"].strip()
+    return other
+
+
+def test_a_slow_receiver_of_one_app_does_not_delay_changes_of_another(server_factory):
+    server = server_factory(config='[webhook]\ntimeout = "30s"\n')
+    app_b = second_app(server)
+    slow = Receiver(lambda r: Answer(200, delay=10)).start()
+    fast = Receiver().start()
+    [hook_a] = server.set_hooks([webhook_hook(slow.url)])
+    server.send_events([{"id": f"a-{i}", "type": "message.new"} for i in range(40)])
+    wait_until(lambda: len(slow.requests) >= 16, what="A's requests in flight")
+
+    paused_at = time.monotonic()
+    r = server.request("POST", f"/v1/hooks/{hook_a['id']}/pause", {})
+    assert r.status_code == 200 and r.json()["hook"]["state"] == "paused"
+
+    # B's changes take effect at once, although A's worker is stuck on its receiver.
+    [b1, b2] = app_b.set_hooks([webhook_hook(fast.url), webhook_hook(fast.url + "/second")])
+    started = time.monotonic()
+    app_b.send_events([{"id": "b-first", "type": "message.new"}])
+    wait_until(lambda: len(fast.by_id().get("b-first", [])) == 2, timeout=10, what="B's first deliveries")
+    assert time.monotonic() - started < 3.0
+    assert app_b.request("POST", f"/v1/hooks/{b2['id']}/pause", {}).status_code == 200
+    time.sleep(1.0)
+    app_b.send_events([{"id": "b-after-pause", "type": "message.new"}])
+    wait_until(lambda: "b-after-pause" in fast.by_id(), what="B's unpaused hook")
+    time.sleep(1.0)
+    assert [r.raw for r in fast.by_id()["b-after-pause"]] and len(fast.by_id()["b-after-pause"]) == 1, \
+        "the paused hook gets nothing"
+
+    # Nothing started after A's pause reached A's receiver.
+    assert all(r.at <= paused_at + 0.5 for r in slow.requests), "a request started after the pause"
+    # Resuming delivers what was cut short; nothing is lost.
+    assert server.request("POST", f"/v1/hooks/{hook_a['id']}/resume", {}).status_code == 200
+    slow.behaviour = lambda r: Answer(200)
+    wait_until(lambda: len(slow.by_id()) == 40, timeout=60, what="every event of A")
+    slow.stop()
+    fast.stop()

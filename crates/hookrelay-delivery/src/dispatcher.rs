@@ -2,8 +2,12 @@
 //!
 //! It compares the hooks in the store with the workers it runs whenever hooks change (the API
 //! says so, or the store does for changes made on another node) and every 30 s as a safety net.
-//! A changed hook's worker is stopped, and waited for, before its successor starts, so two
-//! workers never deliver the same hook at once.
+//! A changed hook's worker is told to stop at once (its round is cut short: what was
+//! acknowledged is recorded, requests still in flight are dropped and sent again later); its
+//! successor starts only once it has ended, so two workers never deliver the same hook at once.
+//! The dispatcher never waits for one: a worker stuck on a slow receiver cannot delay any other
+//! hook's change. Planned stops (shutdown, handing a hook to another node) let the sends in
+//! flight finish instead, so they cause no duplicates.
 //!
 //! With a store shared by several nodes, a hook is delivered by the node holding its lease. The
 //! dispatcher runs the store's lease rounds; when told to give hooks up (another node joined),
@@ -118,7 +122,17 @@ struct Running {
     /// What the worker was started with; a change restarts it.
     app: (String, AppContext),
     cancel: CancellationToken,
+    abandon: CancellationToken,
     task: JoinHandle<()>,
+}
+
+/// How a worker is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The hook changed (paused, edited, disabled, deleted): now, dropping sends in flight.
+    Now,
+    /// Shutdown or a lease handover: no new sends, the ones in flight finish and are recorded.
+    FinishInFlight,
 }
 
 /// Runs the workers. Create it with [`Dispatcher::new`], spawn [`Dispatcher::run`].
@@ -131,6 +145,9 @@ pub struct Dispatcher {
     stats: Arc<StatsRegistry>,
     alive: Arc<std::sync::atomic::AtomicBool>,
     running: HashMap<HookId, Running>,
+    /// Workers told to stop that may not have ended yet; a hook gets a new worker only once its
+    /// old one has ended (each wakes the dispatcher when it does).
+    stopping: HashMap<HookId, JoinHandle<()>>,
     /// Hooks this node holds a lease on; `None` when it owns every hook (one node).
     owned: Option<HashSet<HookId>>,
 }
@@ -178,6 +195,7 @@ impl Dispatcher {
             stats,
             alive,
             running: HashMap::new(),
+            stopping: HashMap::new(),
             owned: None,
         };
         Ok((dispatcher, handle))
@@ -209,12 +227,12 @@ impl Dispatcher {
         }
         self.alive
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        let stopping: Vec<_> = self.running.drain().map(|(_, r)| r).collect();
-        for r in &stopping {
-            r.cancel.cancel();
+        let ids: Vec<HookId> = self.running.keys().cloned().collect();
+        for id in &ids {
+            self.stop_worker(id, Stop::FinishInFlight);
         }
-        for r in stopping {
-            let _ = r.task.await;
+        for (_, ended) in self.stopping.drain() {
+            let _ = ended.await;
         }
         if self.owned.is_some()
             && let Err(e) = self.store.leave().await
@@ -240,8 +258,13 @@ impl Dispatcher {
             let mut give: Vec<HookId> = owned.iter().cloned().collect();
             give.sort_by_key(|id| (self.running.contains_key(id), id.as_str().to_owned()));
             give.truncate(round.surplus);
+            // The leases go back only once their workers have ended: the next owner must not
+            // deliver while this node still does.
             for id in &give {
-                self.stop_worker(id).await;
+                self.stop_worker(id, Stop::FinishInFlight);
+                if let Some(ended) = self.stopping.remove(id) {
+                    let _ = ended.await;
+                }
                 owned.remove(id);
             }
             if let Err(e) = self.store.release_leases(&give).await {
@@ -252,11 +275,22 @@ impl Dispatcher {
         round.next_in
     }
 
-    async fn stop_worker(&mut self, id: &HookId) {
+    /// Tells a hook's worker to stop, without waiting for it.
+    fn stop_worker(&mut self, id: &HookId, how: Stop) {
         if let Some(r) = self.running.remove(id) {
             r.cancel.cancel();
-            let _ = r.task.await;
-            tracing::info!(hook_id = %id, "hook worker stopped");
+            if how == Stop::Now {
+                r.abandon.cancel();
+            }
+            let changed = self.changed.clone();
+            let hook_id = id.clone();
+            let ended = tokio::spawn(async move {
+                let _ = r.task.await;
+                tracing::info!(%hook_id, "hook worker stopped");
+                // Its successor, if any, can start now.
+                changed.notify_one();
+            });
+            self.stopping.insert(id.clone(), ended);
         }
     }
 
@@ -298,14 +332,15 @@ impl Dispatcher {
             }
         }
         for id in stop {
-            self.stop_worker(&id).await;
+            self.stop_worker(&id, Stop::Now);
             if !existing.contains(&id) {
                 self.stats.forget(&id);
             }
         }
-        // Start workers for hooks that have none.
+        self.stopping.retain(|_, ended| !ended.is_finished());
+        // Start workers for hooks that have none (once their previous worker has ended).
         for (id, (app_id, hook)) in wanted {
-            if self.running.contains_key(&id) {
+            if self.running.contains_key(&id) || self.stopping.contains_key(&id) {
                 continue;
             }
             let app = match secrets.get(&app_id) {
@@ -317,6 +352,7 @@ impl Dispatcher {
             let destination =
                 Destination::for_hook(&self.clients, &self.http, &hook, &view.1).await;
             let cancel = CancellationToken::new();
+            let abandon = CancellationToken::new();
             let recorder = self.stats.recorder(
                 &id,
                 HookLabels {
@@ -335,6 +371,7 @@ impl Dispatcher {
                 store: self.store.clone(),
                 settings: self.settings.clone(),
                 cancel: cancel.clone(),
+                abandon: abandon.clone(),
             };
             tracing::info!(hook_id = %id, hook_type = hook.target.hook_type().as_str(), "hook worker started");
             let task = tokio::spawn(worker.run());
@@ -344,6 +381,7 @@ impl Dispatcher {
                     hook,
                     app: view,
                     cancel,
+                    abandon,
                     task,
                 },
             );

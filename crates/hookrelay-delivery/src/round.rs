@@ -147,12 +147,15 @@ pub(crate) struct Settlement {
 }
 
 /// The results of a round's sends: each sent batch with one outcome per entry, and the batches
-/// left unsent (a FIFO round stops at the first batch not wholly delivered; a lapsed lease stops
-/// any round).
+/// left unsent (a FIFO round stops at the first batch not wholly delivered; a lapsed lease or a
+/// worker told to stop stops any round).
 #[derive(Debug, Default)]
 pub(crate) struct Sent {
     pub results: Vec<(Vec<Item>, Vec<Outcome>)>,
     pub unsent: Vec<Vec<Item>>,
+    /// The first new event of the batches whose sends were dropped mid-flight (the worker was
+    /// told to stop): their outcome is unknown, so they are sent again later.
+    pub abandoned_from: Option<Seq>,
 }
 
 /// Turns a round's outcomes into the progress to record. `cursor` is where the hook's cursor
@@ -175,6 +178,9 @@ pub(crate) fn settle(
     };
     for item in plan.held.iter().chain(sent.unsent.iter().flatten()) {
         s.hold(item);
+    }
+    if let Some(seq) = sent.abandoned_from {
+        s.hold_from(seq);
     }
     let answered = sent
         .results
@@ -268,9 +274,12 @@ impl Settling<'_> {
     /// handled stays in the retry set as it is.)
     fn hold(&mut self, item: &Item) {
         if item.is_new() {
-            let seq = item.event.seq;
-            self.stop_before = Some(self.stop_before.map_or(seq, |s| s.min(seq)));
+            self.hold_from(item.event.seq);
         }
+    }
+
+    fn hold_from(&mut self, seq: Seq) {
+        self.stop_before = Some(self.stop_before.map_or(seq, |s| s.min(seq)));
     }
 
     /// Schedules the next attempt of a failed entry, or dead-letters it once the retry window
@@ -423,7 +432,7 @@ mod tests {
             .collect();
         Sent {
             results,
-            unsent: Vec::new(),
+            ..Sent::default()
         }
     }
 
@@ -588,6 +597,30 @@ mod tests {
             Timestamp::from_millis(10_000),
         );
         assert_eq!(s.progress.cursor, Some(10));
+    }
+
+    #[test]
+    fn sends_dropped_mid_flight_are_sent_again() {
+        let p = policy();
+        let events: Vec<_> = (1..=30).map(|s| event(s, 10)).collect();
+        let mut planned = plan(vec![], events, &all(), aws(), false);
+        let in_flight = planned.batches.split_off(1); // batches 2 and 3 were in flight
+        let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
+        sent.abandoned_from = in_flight.iter().flatten().map(|i| i.event.seq).min();
+        let s = settle(
+            &HookId::try_from(HOOK.to_owned()).unwrap(),
+            0,
+            0,
+            planned,
+            sent,
+            rules(&p, false, false),
+            Timestamp::from_millis(10_000),
+        );
+        assert_eq!(
+            s.progress.cursor,
+            Some(10),
+            "the acknowledged batch is recorded"
+        );
     }
 
     #[test]

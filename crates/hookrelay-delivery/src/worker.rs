@@ -11,12 +11,12 @@
 //! (doubling up to `hook_backoff_cap`, or the destination's `Retry-After`), and the next round is
 //! a probe of one batch.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_core::{EventFilter, EventHook, Secret, Timestamp};
-use hookrelay_store::{AppId, Cursor, Lease, Store, StoreError};
+use hookrelay_store::{AppId, Cursor, Lease, Seq, Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,11 @@ pub(crate) struct Worker {
     pub destination: Destination,
     pub store: Arc<dyn Store>,
     pub settings: Arc<DeliverySettings>,
+    /// Stop: send nothing new, finish the sends in flight, record, end.
     pub cancel: CancellationToken,
+    /// Stop at once: also drop the sends in flight (sent again later). For changes that must
+    /// take effect now whatever the destination is doing (pause, edit, delete).
+    pub abandon: CancellationToken,
     pub recorder: HookRecorder,
 }
 
@@ -232,18 +236,27 @@ impl Worker {
         let mut next_index = pending.len();
         let mut tasks = JoinSet::new();
         let mut done: Vec<Option<(Vec<Item>, Vec<Outcome>)>> = Vec::new();
+        // Batches in flight: (entries, first new event) by index, for a round cut short.
+        let mut launched: HashMap<usize, (usize, Option<Seq>)> = HashMap::new();
         let mut stopped = false;
         loop {
             while tasks.len() < in_flight && !stopped {
-                // Checked before every send: a node whose lease lapsed sends nothing more.
+                // Checked before every send: a node whose lease lapsed, or a worker told to
+                // stop (the hook was paused, changed or deleted), sends nothing more.
                 let lease = self.store.lease(&self.hook.id);
-                if !lease.is_held() {
+                if !lease.is_held() || self.cancel.is_cancelled() {
                     stopped = true;
                     break;
                 }
                 let Some((index, batch)) = pending.pop_front() else {
                     break;
                 };
+                let first_new = batch
+                    .iter()
+                    .filter(|i| i.prior.is_none())
+                    .map(|i| i.event.seq)
+                    .min();
+                launched.insert(index, (batch.len(), first_new));
                 let dest = self.destination.clone();
                 let secret = self.app_secret.clone();
                 let hook_id = self.hook.id.clone();
@@ -269,13 +282,23 @@ impl Worker {
                     (index, batch, result)
                 });
             }
-            let Some(joined) = tasks.join_next().await else {
+            let joined = tokio::select! {
+                joined = tasks.join_next() => joined,
+                // Told to stop at once: requests still in flight are dropped (their events are
+                // sent again later); what was acknowledged is recorded.
+                _ = self.abandon.cancelled() => {
+                    tasks.abort_all();
+                    break;
+                }
+            };
+            let Some(joined) = joined else {
                 break;
             };
             let Ok((index, batch, result)) = joined else {
                 tracing::error!(hook_id = %self.hook.id, "a send task died; the round is repeated");
                 return None;
             };
+            launched.remove(&index);
             self.recorder.sent(batch.len());
             // The service refused the whole batch for the content of some entry: send each
             // entry alone, so only the guilty one is refused and the others are delivered.
@@ -294,9 +317,13 @@ impl Worker {
             }
             done[index] = Some((batch, result));
         }
+        for (entries, _) in launched.values() {
+            self.recorder.sent(*entries);
+        }
         Some(Sent {
             results: done.into_iter().flatten().collect(),
             unsent: pending.into_iter().map(|(_, batch)| batch).collect(),
+            abandoned_from: launched.values().filter_map(|(_, first)| *first).min(),
         })
     }
 }
