@@ -8,6 +8,8 @@ import subprocess
 import threading
 import time
 
+import requests
+
 from conftest import BIN, FAST_RETRIES, server_token, sqs_hook, wait_until, webhook_hook
 from receiver import Answer, Receiver
 
@@ -221,3 +223,43 @@ def test_a_slow_receiver_of_one_app_does_not_delay_changes_of_another(server_fac
     wait_until(lambda: len(slow.by_id()) == 40, timeout=60, what="every event of A")
     slow.stop()
     fast.stop()
+
+
+def scrape(server, headers=None):
+    from prometheus_client.parser import text_string_to_metric_families
+    r = requests.get(f"{server.url}/metrics", headers=headers or {}, timeout=10)
+    return r, ([s for f in text_string_to_metric_families(r.text) for s in f.samples] if r.ok else [])
+
+
+def test_metrics_forget_deleted_hooks_and_never_name_an_api_key(server):
+    for round_ in range(5):
+        server.set_hooks([webhook_hook(f"http://127.0.0.1:9/{round_}/{i}", enabled=False) for i in range(20)])
+    r, samples = scrape(server)
+    hook_ids = {s.labels["hook_id"] for s in samples if "hook_id" in s.labels}
+    assert hook_ids == {h["id"] for h in server.get_app()["event_hooks"]}, "only the hooks that exist"
+    assert server.key not in r.text and "app_key" not in r.text
+    assert {s.labels.get("app_id") for s in samples if "hook_id" in s.labels} == {"1"}
+
+
+def test_metrics_can_require_a_bearer_token(server_factory):
+    server = server_factory(config='[metrics]\nbearer_token = "s3cret-scrape-token"\n')
+    server.set_hooks([webhook_hook("http://127.0.0.1:9/x", enabled=False)])
+    assert requests.get(f"{server.url}/metrics", timeout=10).status_code == 401
+    r, _ = scrape(server, {"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.json()["code"] == 5
+    r, samples = scrape(server, {"Authorization": "Bearer s3cret-scrape-token"})
+    assert r.status_code == 200 and samples
+    assert "s3cret-scrape-token" not in server.log()
+
+
+def test_a_scrape_does_not_count_a_large_backlog(server):
+    hooks = server.set_hooks([webhook_hook("http://127.0.0.1:9/x") for _ in range(5)])
+    for h in hooks:
+        server.request("POST", f"/v1/hooks/{h['id']}/pause", {})
+    for n in range(12):
+        server.send_events([{"id": f"b-{n}-{i}", "type": "a"} for i in range(1000)])
+    _, samples = scrape(server)
+    lags = {s.labels["hook_id"]: s.value for s in samples if s.name == "hookrelay_hook_lag_events"}
+    assert set(lags.values()) == {10_000}, "counted up to the bound"
+    exact = server.request("GET", f"/v1/hooks/{hooks[0]['id']}").json()["hook"]["lag"]["events"]
+    assert exact == 12_000, "the status API counts further"

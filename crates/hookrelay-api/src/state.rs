@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use hookrelay_core::Secret;
 use hookrelay_core::hook::input::HookRules;
 use hookrelay_store::{App, Store};
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// What hooks may point at (emulator endpoints).
     pub hook_rules: Arc<HookRules>,
+    /// When set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
 }
 
 impl AppState {
@@ -54,7 +57,13 @@ impl AppState {
             delivery,
             metrics,
             hook_rules: Arc::default(),
+            metrics_token: None,
         }
+    }
+
+    pub fn with_metrics_token(mut self, token: Option<Secret>) -> Self {
+        self.metrics_token = token;
+        self
     }
 
     pub fn with_hook_rules(mut self, rules: HookRules) -> Self {

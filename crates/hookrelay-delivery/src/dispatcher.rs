@@ -29,7 +29,7 @@ use crate::check::CheckFailure;
 use crate::destinations::webhook::{WebhookClient, WebhookSettings};
 use crate::destinations::{AppContext, Destination};
 use crate::retry::RetryPolicy;
-use crate::stats::{HookLabels, HookStats, StatsRegistry};
+use crate::stats::{HookStats, StatsRegistry};
 use crate::worker::Worker;
 
 /// How often the dispatcher re-reads the hooks even when nobody said they changed.
@@ -353,14 +353,7 @@ impl Dispatcher {
                 Destination::for_hook(&self.clients, &self.http, &hook, &view.1).await;
             let cancel = CancellationToken::new();
             let abandon = CancellationToken::new();
-            let recorder = self.stats.recorder(
-                &id,
-                HookLabels {
-                    hook_id: id.to_string(),
-                    hook_type: hook.target.hook_type().as_str(),
-                    app_key: app.api_key.clone(),
-                },
-            );
+            let recorder = self.stats.recorder(&id, hook.target.hook_type().as_str());
             let worker = Worker {
                 recorder,
                 app: app_id,

@@ -2,8 +2,10 @@
 //!
 //! Counters live in memory and count from the process start (Prometheus handles resets);
 //! backlog figures (retry set, dead letters, lag) come from the store, which is durable.
-//! Every metric name and label set is here, so call sites cannot invent new ones; labels are
-//! bounded (hook id, hook type, app key), never event ids.
+//! Per-hook series are rendered from this registry at each scrape ([`render_hook_metrics`]), so
+//! a deleted hook's series go with it; the other series (histograms, ingest) go through the
+//! `metrics` recorder. Every metric name and label set is here; labels are bounded (hook id,
+//! hook type, app id: never an API key, never an event id).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -34,10 +36,19 @@ pub struct HookStats {
     pub in_flight: AtomicU64,
     /// The destination failed every call of the last round and the hook is backing off.
     pub backing_off: AtomicBool,
+    /// Failed attempts that went to the retry set.
+    pub retried: AtomicU64,
+    /// Rounds in which the destination took nothing.
+    pub destination_down: AtomicU64,
+    /// Dead letters by reason, in [`DEAD_LETTER_REASONS`] order.
+    pub dead_lettered_by_reason: [AtomicU64; 4],
     /// Milliseconds since the epoch; 0 = never.
     pub last_success_ms: AtomicI64,
     pub last_error: Mutex<Option<LastError>>,
 }
+
+/// The reasons a dead letter has, as they appear in the `reason` label.
+pub const DEAD_LETTER_REASONS: [&str; 4] = ["too_large", "rejected", "retries_exhausted", "denied"];
 
 impl HookStats {
     pub fn last_success(&self) -> Option<Timestamp> {
@@ -55,29 +66,11 @@ impl HookStats {
     }
 }
 
-/// Labels every per-hook metric carries.
-#[derive(Debug, Clone)]
-pub struct HookLabels {
-    pub hook_id: String,
-    pub hook_type: &'static str,
-    pub app_key: String,
-}
-
-impl HookLabels {
-    fn pairs(&self) -> [(&'static str, String); 3] {
-        [
-            ("hook_id", self.hook_id.clone()),
-            ("hook_type", self.hook_type.to_owned()),
-            ("app_key", self.app_key.clone()),
-        ]
-    }
-}
-
-/// The stats of one running hook, with its metric labels: what a worker records into.
+/// What a worker records into: its hook's stats, and the hook type for the latency histogram.
 #[derive(Debug, Clone)]
 pub struct HookRecorder {
     pub stats: Arc<HookStats>,
-    labels: HookLabels,
+    hook_type: &'static str,
 }
 
 impl HookRecorder {
@@ -95,8 +88,7 @@ impl HookRecorder {
         self.stats
             .last_success_ms
             .store(Timestamp::now().millis(), Ordering::Relaxed);
-        metrics::counter!("hookrelay_delivered_total", &self.labels.pairs()).increment(1);
-        metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => self.labels.hook_type)
+        metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => self.hook_type)
             .record(latency_secs);
     }
 
@@ -116,9 +108,8 @@ impl HookRecorder {
     pub fn failed(&self, error: &CallError, will_retry: bool) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.set_last_error(error);
-        metrics::counter!("hookrelay_failed_total", &self.labels.pairs()).increment(1);
         if will_retry {
-            metrics::counter!("hookrelay_retried_total", &self.labels.pairs()).increment(1);
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -126,7 +117,7 @@ impl HookRecorder {
     pub fn destination_down(&self, error: &CallError) {
         self.stats.backing_off.store(true, Ordering::Relaxed);
         self.set_last_error(error);
-        metrics::counter!("hookrelay_destination_down_total", &self.labels.pairs()).increment(1);
+        self.stats.destination_down.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn destination_up(&self) {
@@ -137,16 +128,10 @@ impl HookRecorder {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         if reason == "too_large" {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("hookrelay_dropped_total", &self.labels.pairs()).increment(1);
         }
-        let mut labels = self.labels.pairs().to_vec();
-        labels.push(("reason", reason.to_owned()));
-        metrics::counter!("hookrelay_dead_lettered_total", &labels).increment(1);
-    }
-
-    /// Events of the app after the hook's cursor.
-    pub fn lag(&self, events: u64) {
-        metrics::gauge!("hookrelay_hook_lag_events", &self.labels.pairs()).set(events as f64);
+        if let Some(i) = DEAD_LETTER_REASONS.iter().position(|r| *r == reason) {
+            self.stats.dead_lettered_by_reason[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -165,7 +150,7 @@ impl StatsRegistry {
             .cloned()
     }
 
-    pub fn recorder(&self, hook: &HookId, labels: HookLabels) -> HookRecorder {
+    pub fn recorder(&self, hook: &HookId, hook_type: &'static str) -> HookRecorder {
         let stats = self
             .hooks
             .write()
@@ -173,7 +158,7 @@ impl StatsRegistry {
             .entry(hook.clone())
             .or_default()
             .clone();
-        HookRecorder { stats, labels }
+        HookRecorder { stats, hook_type }
     }
 
     pub fn forget(&self, hook: &HookId) {
@@ -185,10 +170,123 @@ impl StatsRegistry {
 }
 
 /// Ingest metrics, recorded by the API.
-pub fn record_ingest(app_key: &str, events: usize, bytes: usize, seconds: f64) {
-    metrics::counter!("hookrelay_ingested_events_total", "app_key" => app_key.to_owned())
+pub fn record_ingest(app_id: i64, events: usize, bytes: usize, seconds: f64) {
+    metrics::counter!("hookrelay_ingested_events_total", "app_id" => app_id.to_string())
         .increment(events as u64);
-    metrics::counter!("hookrelay_ingested_bytes_total", "app_key" => app_key.to_owned())
+    metrics::counter!("hookrelay_ingested_bytes_total", "app_id" => app_id.to_string())
         .increment(bytes as u64);
     metrics::histogram!("hookrelay_ingest_request_seconds").record(seconds);
+}
+
+/// One hook as a scrape shows it: its labels, its counters (if this process ran it) and its
+/// backlog from the store.
+pub struct HookSeries<'a> {
+    pub hook_id: &'a str,
+    pub hook_type: &'static str,
+    pub app_id: i64,
+    pub stats: Option<Arc<HookStats>>,
+    /// Events behind and retry entries, each counted up to a bound.
+    pub lag_events: u64,
+    pub retry_backlog: u64,
+}
+
+/// Renders the per-hook series in Prometheus' text format, one family at a time.
+pub fn render_hook_metrics(hooks: &[HookSeries<'_>], out: &mut String) {
+    use std::fmt::Write as _;
+    type Value = fn(&HookSeries<'_>) -> Vec<(Option<&'static str>, u64)>;
+    fn counter(f: fn(&HookStats) -> &AtomicU64) -> impl Fn(&HookSeries<'_>) -> u64 {
+        move |h| {
+            h.stats
+                .as_deref()
+                .map_or(0, |s| f(s).load(Ordering::Relaxed))
+        }
+    }
+    let families: [(&str, &str, &str, Value); 8] = [
+        (
+            "hookrelay_delivered_total",
+            "counter",
+            "Events the destination acknowledged.",
+            |h| vec![(None, counter(|s| &s.delivered)(h))],
+        ),
+        (
+            "hookrelay_failed_total",
+            "counter",
+            "Failed delivery attempts.",
+            |h| vec![(None, counter(|s| &s.failed)(h))],
+        ),
+        (
+            "hookrelay_retried_total",
+            "counter",
+            "Failed attempts scheduled for a retry.",
+            |h| vec![(None, counter(|s| &s.retried)(h))],
+        ),
+        (
+            "hookrelay_dropped_total",
+            "counter",
+            "Events dead-lettered as too large.",
+            |h| vec![(None, counter(|s| &s.dropped)(h))],
+        ),
+        (
+            "hookrelay_destination_down_total",
+            "counter",
+            "Rounds in which the destination took nothing.",
+            |h| vec![(None, counter(|s| &s.destination_down)(h))],
+        ),
+        (
+            "hookrelay_dead_lettered_total",
+            "counter",
+            "Dead letters, by reason.",
+            |h| {
+                DEAD_LETTER_REASONS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let n = h
+                            .stats
+                            .as_deref()
+                            .map_or(0, |s| s.dead_lettered_by_reason[i].load(Ordering::Relaxed));
+                        (Some(*r), n)
+                    })
+                    .collect()
+            },
+        ),
+        (
+            "hookrelay_hook_lag_events",
+            "gauge",
+            "Events of the app after the hook's cursor (counted up to 10,000).",
+            |h| vec![(None, h.lag_events)],
+        ),
+        (
+            "hookrelay_hook_retry_backlog",
+            "gauge",
+            "Entries in the hook's retry set (counted up to 10,000).",
+            |h| vec![(None, h.retry_backlog)],
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for hook in hooks {
+            for (reason, n) in value(hook) {
+                let _ = write!(
+                    out,
+                    "{name}{{hook_id=\"{}\",hook_type=\"{}\",app_id=\"{}\"",
+                    escape_label(hook.hook_id),
+                    hook.hook_type,
+                    hook.app_id
+                );
+                if let Some(reason) = reason {
+                    let _ = write!(out, ",reason=\"{reason}\"");
+                }
+                let _ = writeln!(out, "}} {n}");
+            }
+        }
+    }
+}
+
+/// A label value as Prometheus' text format needs it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -155,8 +155,14 @@ pub trait Store: Send + Sync + 'static {
         hook: &HookId,
         event_ids: Option<Vec<String>>,
     ) -> Result<Vec<String>>;
-    /// What the hook still has to do.
-    async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>>;
+    /// What the hook still has to do. Counts stop at `count_up_to`, so the cost of asking is
+    /// bounded whatever the backlog (a metrics scrape asks for every hook).
+    async fn backlog(
+        &self,
+        app: AppId,
+        hook: &HookId,
+        count_up_to: u64,
+    ) -> Result<Option<HookBacklog>>;
     /// Whether the store accepts writes (for readiness checks).
     async fn check_writable(&self) -> Result<()>;
 

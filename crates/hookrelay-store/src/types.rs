@@ -150,7 +150,8 @@ pub struct Cursor {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HookBacklog {
     pub cursor: Seq,
-    /// Events of the app after the cursor (the hook's filter not applied), capped at 1,000,000.
+    /// Events of the app after the cursor (the hook's filter not applied). This and the two
+    /// counts below stop at the `count_up_to` the caller gave.
     pub events_behind: u64,
     pub retries: u64,
     pub dead_letters: u64,

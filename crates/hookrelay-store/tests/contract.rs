@@ -391,11 +391,13 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
     ));
     assert_eq!(store.cursor(&h.id).await.unwrap().unwrap().seq, 0);
 
-    let backlog = store.backlog(app, &h.id).await.unwrap().unwrap();
+    let backlog = store.backlog(app, &h.id, 1_000_000).await.unwrap().unwrap();
     assert_eq!(
         (backlog.events_behind, backlog.retries, backlog.dead_letters),
         (5, 0, 0)
     );
+    let capped = store.backlog(app, &h.id, 2).await.unwrap().unwrap();
+    assert_eq!(capped.events_behind, 2, "counting stops at the cap");
     assert!(backlog.oldest_pending.is_some());
     assert!(
         store

@@ -237,13 +237,19 @@ impl Default for Webhook {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
-    /// Serve Prometheus metrics at `GET /metrics` (no authentication).
+    /// Serve Prometheus metrics at `GET /metrics`.
     pub enabled: bool,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>`
+    /// (`HOOKRELAY_METRICS__BEARER_TOKEN`).
+    pub bearer_token: Option<String>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            bearer_token: None,
+        }
     }
 }
 

@@ -56,10 +56,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let state =
-        AppState::new(store.clone(), limits, delivery, metrics).with_hook_rules(HookRules {
+    let metrics_token = config
+        .metrics
+        .bearer_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    let state = AppState::new(store.clone(), limits, delivery, metrics)
+        .with_hook_rules(HookRules {
             aws_endpoints: aws_endpoints(&config),
-        });
+        })
+        .with_metrics_token(metrics_token);
     let router = hookrelay_api::router(state);
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "hookrelay is serving");
 

@@ -24,6 +24,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
+/// Counts in a hook's status stop here (the status says "at least").
+const STATUS_COUNT_UP_TO: u64 = 1_000_000;
+
 /// The app's hooks with their operational state.
 async fn records(state: &AppState, app: &App) -> ApiResult<Vec<HookRecord>> {
     Ok(state
@@ -49,7 +52,7 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
     let hook: &EventHook = &record.hook;
     let backlog = state
         .store
-        .backlog(app.id, &hook.id)
+        .backlog(app.id, &hook.id, STATUS_COUNT_UP_TO)
         .await?
         .unwrap_or_default();
     let stats = state.delivery.stats(&hook.id);

@@ -1,34 +1,62 @@
-//! `GET /metrics`: Prometheus text format (no authentication; `metrics.enabled = false` turns it
-//! off). Counters and histograms are recorded where things happen (`hookrelay_delivery::stats`,
-//! the store's commit, ingest); the lag gauges are refreshed from the store at each scrape.
+//! `GET /metrics`: Prometheus text format (`metrics.enabled = false` turns it off; with
+//! `metrics.bearer_token` set, only requests carrying `Authorization: Bearer <token>` get it).
+//! Histograms and ingest counters come from the `metrics` recorder; per-hook series are rendered
+//! from the hooks that exist now (`hookrelay_delivery::stats`), so a deleted hook's series are
+//! gone from the next scrape, and their backlog gauges are counted up to a bound, so a scrape
+//! costs the same whatever the backlog.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hookrelay_delivery::stats::{HookSeries, render_hook_metrics};
+use subtle::ConstantTimeEq;
 
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
-pub async fn render(State(state): State<AppState>) -> Response {
+/// Backlog gauges count up to this many events or entries per hook.
+const GAUGE_COUNT_UP_TO: u64 = 10_000;
+
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(handle) = &state.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are disabled").into_response();
     };
-    if let Ok(records) = state.store.all_hooks().await {
-        for r in records {
-            if let Ok(Some(backlog)) = state.store.backlog(r.app, &r.hook.id).await {
-                metrics::gauge!(
-                    "hookrelay_hook_lag_events",
-                    "hook_id" => r.hook.id.to_string(),
-                    "hook_type" => r.hook.target.hook_type().as_str(),
-                )
-                .set(backlog.events_behind as f64);
-                metrics::gauge!("hookrelay_hook_retry_backlog", "hook_id" => r.hook.id.to_string())
-                    .set(backlog.retries as f64);
-            }
+    if let Some(token) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                Code::AuthenticationError,
+                "metrics need Authorization: Bearer <metrics.bearer_token>",
+            )
+            .into_response();
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
+    let mut out = handle.render();
+    if let Ok(records) = state.store.all_hooks().await {
+        let mut series = Vec::with_capacity(records.len());
+        for r in &records {
+            let backlog = state
+                .store
+                .backlog(r.app, &r.hook.id, GAUGE_COUNT_UP_TO)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            series.push(HookSeries {
+                hook_id: r.hook.id.as_str(),
+                hook_type: r.hook.target.hook_type().as_str(),
+                app_id: r.app,
+                stats: state.delivery.stats(&r.hook.id),
+                lag_events: backlog.events_behind,
+                retry_backlog: backlog.retries,
+            });
+        }
+        render_hook_metrics(&series, &mut out);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -504,8 +504,13 @@ impl Store for PostgresStore {
         Ok(n)
     }
 
-    async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>> {
-        progress::backlog(&**self.pool.get().await?, app, hook).await
+    async fn backlog(
+        &self,
+        app: AppId,
+        hook: &HookId,
+        count_up_to: u64,
+    ) -> Result<Option<HookBacklog>> {
+        progress::backlog(&**self.pool.get().await?, app, hook, count_up_to).await
     }
 
     async fn check_writable(&self) -> Result<()> {

@@ -321,6 +321,7 @@ pub async fn backlog(
     c: &impl GenericClient,
     app: AppId,
     hook: &HookId,
+    count_up_to: u64,
 ) -> Result<Option<HookBacklog>> {
     let Some(row) = c
         .query_opt(
@@ -332,16 +333,18 @@ pub async fn backlog(
         return Ok(None);
     };
     let (cursor, owner): (Seq, Option<String>) = (row.get(0), row.get(1));
+    let limit = count_up_to.min(i64::MAX as u64) as i64;
     let r = c
         .query_one(
             "SELECT
-               (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE app_id = $1 AND seq > $2 LIMIT 1000000) b),
+               (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE app_id = $1 AND seq > $2 LIMIT $4) b),
                (SELECT created_ms FROM events WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT 1),
-               (SELECT MIN(e.created_ms) FROM retries r JOIN events e ON e.app_id = $1 AND e.seq = r.seq
-                WHERE r.hook_id = $3),
-               (SELECT COUNT(*) FROM retries WHERE hook_id = $3),
-               (SELECT COUNT(*) FROM dead_letters WHERE hook_id = $3)",
-            &[&app, &cursor, &hook.as_str()],
+               (SELECT MIN(e.created_ms)
+                FROM (SELECT seq FROM retries WHERE hook_id = $3 ORDER BY seq LIMIT 100) r
+                JOIN events e ON e.app_id = $1 AND e.seq = r.seq),
+               (SELECT COUNT(*) FROM (SELECT 1 FROM retries WHERE hook_id = $3 LIMIT $4) r),
+               (SELECT COUNT(*) FROM (SELECT 1 FROM dead_letters WHERE hook_id = $3 LIMIT $4) d)",
+            &[&app, &cursor, &hook.as_str(), &limit],
         )
         .await?;
     let (behind, oldest_log, oldest_retry, retries, dead): (

@@ -508,9 +508,15 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    async fn backlog(&self, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>> {
+    async fn backlog(
+        &self,
+        app: AppId,
+        hook: &HookId,
+        count_up_to: u64,
+    ) -> Result<Option<HookBacklog>> {
         let hook = hook.clone();
-        self.read(move |c| progress::backlog(c, app, &hook)).await
+        self.read(move |c| progress::backlog(c, app, &hook, count_up_to))
+            .await
     }
 
     async fn check_writable(&self) -> Result<()> {

@@ -267,16 +267,22 @@ pub fn replay_dead_letters(
     Ok(replayed)
 }
 
-pub fn backlog(conn: &Connection, app: AppId, hook: &HookId) -> Result<Option<HookBacklog>> {
+pub fn backlog(
+    conn: &Connection,
+    app: AppId,
+    hook: &HookId,
+    count_up_to: u64,
+) -> Result<Option<HookBacklog>> {
     let Some(cursor) = cursor(conn, hook)? else {
         return Ok(None);
     };
+    let limit = count_up_to.min(i64::MAX as u64) as i64;
     let count = |sql: &str| -> Result<u64> {
-        Ok(conn.query_row(sql, params![hook.as_str()], |r| r.get(0))?)
+        Ok(conn.query_row(sql, params![hook.as_str(), limit], |r| r.get(0))?)
     };
     let events_behind: u64 = conn.query_row(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE app_id = ?1 AND seq > ?2 LIMIT 1000000)",
-        params![app, cursor.seq],
+        "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE app_id = ?1 AND seq > ?2 LIMIT ?3)",
+        params![app, cursor.seq, limit],
         |r| r.get(0),
     )?;
     let oldest_log: Option<i64> = conn
@@ -286,8 +292,11 @@ pub fn backlog(conn: &Connection, app: AppId, hook: &HookId) -> Result<Option<Ho
             |r| r.get(0),
         )
         .optional()?;
+    // The oldest retry entry is among the first by sequence number (events are numbered in
+    // creation order, give or take clock skew between requests).
     let oldest_retry: Option<i64> = conn.query_row(
-        "SELECT MIN(e.created_ms) FROM retries r JOIN events e ON e.seq = r.seq WHERE r.hook_id = ?1",
+        "SELECT MIN(e.created_ms) FROM (SELECT seq FROM retries WHERE hook_id = ?1 ORDER BY seq LIMIT 100) r
+         JOIN events e ON e.seq = r.seq",
         [hook.as_str()],
         |r| r.get(0),
     )?;
@@ -298,8 +307,10 @@ pub fn backlog(conn: &Connection, app: AppId, hook: &HookId) -> Result<Option<Ho
     Ok(Some(HookBacklog {
         cursor: cursor.seq,
         events_behind,
-        retries: count("SELECT COUNT(*) FROM retries WHERE hook_id = ?1")?,
-        dead_letters: count("SELECT COUNT(*) FROM dead_letters WHERE hook_id = ?1")?,
+        retries: count("SELECT COUNT(*) FROM (SELECT 1 FROM retries WHERE hook_id = ?1 LIMIT ?2)")?,
+        dead_letters: count(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM dead_letters WHERE hook_id = ?1 LIMIT ?2)",
+        )?,
         oldest_pending: oldest.map(Timestamp::from_millis),
         owner: None,
     }))
