@@ -263,3 +263,84 @@ def test_a_scrape_does_not_count_a_large_backlog(server):
     assert set(lags.values()) == {10_000}, "counted up to the bound"
     exact = server.request("GET", f"/v1/hooks/{hooks[0]['id']}").json()["hook"]["lag"]["events"]
     assert exact == 12_000, "the status API counts further"
+
+
+def raw_request(server, head, body=b""):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(head.encode() + body)
+    return s
+
+
+def read_all(s, timeout=10):
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return data
+
+
+HTTP_LIMITS = '[http]\nmax_connections = 20\nheader_timeout = "1s"\nbody_timeout = "1s"\ndrain_timeout = "1s"\n'
+
+
+def test_idle_and_slow_clients_are_disconnected(server_factory):
+    server = server_factory(config=HTTP_LIMITS)
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    slowloris = raw_request(server, "GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never end
+    started = time.monotonic()
+    assert read_all(idle, 5) == b"" and read_all(slowloris, 5) == b""
+    assert time.monotonic() - started < 4, "closed after the header timeout"
+
+    # A body that never arrives: 408 after the body timeout.
+    stalled = raw_request(server, f"POST /v1/events?api_key={server.key} HTTP/1.1\r\nHost: x\r\n"
+                          f"Authorization: {server_token(server.secret)}\r\nstream-auth-type: jwt\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n", b'{"type":')
+    answer = read_all(stalled, 5).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "connection: close" in answer.lower()
+
+
+def test_an_answer_before_the_body_closes_the_connection(server):
+    s = raw_request(server, "POST /v1/events?api_key=wrong HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 1000\r\n\r\n")
+    answer = read_all(s, 5).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 401") and "connection: close" in answer.lower(), answer
+
+
+def test_connections_past_the_limit_are_closed_and_the_server_stays_up(server_factory):
+    server = server_factory(config=HTTP_LIMITS.replace('header_timeout = "1s"', 'header_timeout = "30s"'))
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", server.port))
+    started = time.monotonic()
+    assert read_all(extra, 5) == b"", "closed at once"
+    assert time.monotonic() - started < 2
+    wait_until(lambda: "connection limit reached" in server.log(), what="the log line")
+    for s in held:
+        s.close()
+    wait_until(lambda: _answers(server), what="the server to answer again")
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert "hookrelay_http_connections_refused_total" in text
+
+
+def _answers(server):
+    try:
+        return requests.get(f"{server.url}/healthz", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def test_sigterm_with_stalled_clients_exits_cleanly(server_factory):
+    server = server_factory(config=HTTP_LIMITS.replace('body_timeout = "1s"', 'body_timeout = "60s"'))
+    stalled = raw_request(server, f"POST /v1/events?api_key={server.key} HTTP/1.1\r\nHost: x\r\n"
+                          f"Authorization: {server_token(server.secret)}\r\nstream-auth-type: jwt\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n", b'{"type":')
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert server.stop(timeout=15) == 0
+    assert time.monotonic() - started < 5
+    stalled.close()
+    idle.close()

@@ -49,8 +49,19 @@ impl FromRequest<AppState> for JsonBody {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large(limit));
         }
-        let body = axum::body::to_bytes(req.into_body(), limit)
+        let timeout = state.limits.body_timeout;
+        let body = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit))
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Code::InputError,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                )
+            })?
             .map_err(|_| too_large(limit))?;
         Ok(JsonBody(body))
     }

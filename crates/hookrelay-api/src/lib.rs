@@ -11,6 +11,7 @@
 //! * `error`: [`error::ApiError`], Stream's error envelope; `context`: request timing and operation.
 //! * `app_json`: how an app and its hooks look on the wire (legacy vs v2 timestamps, masking).
 //! * `state`: [`AppState`], shared by every handler.
+//! * `server`: the accept loop around the router: connection cap, timeouts, graceful drain.
 
 // `app_json::default_app` is one large `json!` literal.
 #![recursion_limit = "256"]
@@ -21,6 +22,7 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use axum::Router;

@@ -17,6 +17,8 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Largest single event, in bytes, as stored.
     pub max_event_bytes: usize,
+    /// How long a request body may take to arrive, once its headers have.
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiLimits {
@@ -24,6 +26,7 @@ impl Default for ApiLimits {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_event_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -39,6 +39,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub limits: Limits,
+    pub http: Http,
     pub delivery: Delivery,
     pub aws: Aws,
     pub webhook: Webhook,
@@ -138,6 +139,7 @@ impl Default for Config {
             database_url: None,
             shutdown_grace: Duration::from_secs(30),
             limits: Limits::default(),
+            http: Http::default(),
             delivery: Delivery::default(),
             aws: Aws::default(),
             webhook: Webhook::default(),
@@ -162,6 +164,34 @@ impl Default for Limits {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_event_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Open connections at most; past that, new ones are closed at once (and logged).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, from the connection's start or the end of
+    /// the previous answer: bounds slow clients and idle keep-alive connections alike.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time a request's body has to arrive once its headers have.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// On shutdown, how long requests in progress may take before their connections are closed.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use hookrelay_api::server::HttpSettings;
 use hookrelay_api::{ApiLimits, AppState};
 use hookrelay_core::hook::input::HookRules;
 use hookrelay_core::{Secret, Timestamp};
@@ -50,6 +51,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let limits = ApiLimits {
         max_body_bytes: config.limits.max_body_bytes,
         max_event_bytes: config.limits.max_event_bytes,
+        body_timeout: config.http.body_timeout,
     };
     let metrics = if config.metrics.enabled {
         Some(install_metrics(shutdown.clone())?)
@@ -72,10 +74,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tokio::spawn(shutdown_watchdog(shutdown.clone(), config.shutdown_grace));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    let http = HttpSettings {
+        max_connections: config.http.max_connections,
+        header_timeout: config.http.header_timeout,
+        drain_timeout: config.http.drain_timeout,
+    };
+    hookrelay_api::server::serve(listener, router, http, shutdown.clone()).await;
     tracing::info!("API stopped; finishing delivery rounds");
     shutdown.cancel();
     let _ = dispatcher.await;
