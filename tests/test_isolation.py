@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import requests
 
 from conftest import BIN, FAST_RETRIES, server_token, sqs_hook, wait_until, webhook_hook
@@ -344,3 +345,75 @@ def test_sigterm_with_stalled_clients_exits_cleanly(server_factory):
     assert time.monotonic() - started < 5
     stalled.close()
     idle.close()
+
+
+class SmallDisk:
+    """A 16 MiB tmpfs the test can fill up and free again (needs root, as the test machines run)."""
+
+    def __init__(self, path):
+        self.path = path
+        path.mkdir()
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+        self.filler = path / "filler"
+
+    def fill(self):
+        with open(self.filler, "ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def free(self):
+        self.filler.unlink()
+
+    def unmount(self):
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+def test_a_full_disk_answers_503_holds_progress_and_recovers(server_factory, tmp_path):
+    disk = SmallDisk(tmp_path / "disk")
+    try:
+        server = server_factory(data_dir=disk.path / "data", config=FAST_RETRIES)
+        receiver = Receiver().start()
+        server.set_hooks([webhook_hook(receiver.url)])
+        before = server.send_events([{"id": f"before-{i}", "type": "a", "pad": "x" * 500} for i in range(200)])
+        wait_until(lambda: set(before) <= set(receiver.by_id()), what="delivery before the fault")
+
+        disk.fill()
+        # Ingest refuses with 503 and Retry-After once the store cannot write; nothing is lost.
+        accepted, refused = [], None
+        for n in range(200):
+            batch = [{"id": f"during-{n}-{i}", "type": "a", "pad": "x" * 2000} for i in range(50)]
+            r = server.request("POST", "/v1/events", {"events": batch})
+            if r.status_code == 201:
+                accepted += [e["id"] for e in r.json()["events"]]
+                continue
+            refused = r
+            break
+        assert refused is not None and refused.status_code == 503, refused and refused.text
+        body = refused.json()
+        assert refused.headers["Retry-After"] == "1" and body["StatusCode"] == 503 and "code" in body
+        ready = requests.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["store"] == "error"
+        time.sleep(2)  # workers that cannot record hold their progress instead of resending
+
+        disk.free()
+        wait_until(lambda: requests.get(f"{server.url}/readyz", timeout=10).status_code == 200,
+                   what="readiness once space is back")
+        after = server.send_events([{"id": "after", "type": "a"}])
+        wanted = set(before) | set(accepted) | set(after)
+        wait_until(lambda: wanted <= set(receiver.by_id()), timeout=60, what="every acknowledged event")
+        copies = {i: len(rs) for i, rs in receiver.by_id().items()}
+        assert max(copies.values()) <= 2, "at most one extra delivery per event"
+        for rs in receiver.by_id().values():
+            attempts = [int(r.headers["x-webhook-attempt"]) for r in rs]
+            assert attempts == sorted(attempts), "attempt numbers never go back"
+        receiver.stop()
+        server.kill()
+    finally:
+        disk.unmount()

@@ -36,6 +36,8 @@ pub struct ApiError {
     pub detail: String,
     /// `{field: reason}` for input errors, as Stream's `exception_fields`.
     pub fields: Map<String, Value>,
+    /// Seconds for a `Retry-After` header (answers that say "not now").
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             fields: Map::new(),
+            retry_after: None,
         }
     }
 
@@ -77,10 +80,25 @@ impl ApiError {
 }
 
 impl From<hookrelay_store::StoreError> for ApiError {
+    /// A store that cannot write now (disk full, database away) is a 503 with `Retry-After`:
+    /// the client keeps the request and sends it again; anything else is a 500.
     fn from(e: hookrelay_store::StoreError) -> Self {
+        if e.is_temporary() {
+            tracing::warn!(operation = context::operation(), error = %e, "store unavailable; answering 503");
+            let mut error = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::InternalError,
+                "the store cannot take writes right now; nothing of this request was stored, send it again later",
+            );
+            error.retry_after = Some(STORE_RETRY_AFTER_SECS);
+            return error;
+        }
         Self::internal(e)
     }
 }
+
+/// What a 503 from the store asks clients to wait.
+const STORE_RETRY_AFTER_SECS: u32 = 1;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -98,7 +116,13 @@ impl IntoResponse for ApiError {
             "more_info": "https://getstream.io/chat/docs/api_errors_response",
             "details": [],
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

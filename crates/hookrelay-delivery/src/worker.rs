@@ -24,7 +24,7 @@ use crate::aws::CallError;
 use crate::destinations::{Destination, Outgoing};
 use crate::dispatcher::DeliverySettings;
 use crate::outcome::Outcome;
-use crate::round::{Item, Note, Sent, SettleRules, plan, settle};
+use crate::round::{Item, Note, Sent, SettleRules, Settlement, plan, settle};
 use crate::stats::HookRecorder;
 
 /// Retry entries taken per round.
@@ -67,10 +67,21 @@ impl Worker {
         };
         let mut appended = self.store.subscribe_appends();
         let mut failures = 0u32;
+        // A round whose outcome the store could not take (disk full, database away): it is
+        // recorded before anything else is sent, so nothing delivered is sent again.
+        let mut unrecorded: Option<Settlement> = None;
+        let mut store_failures = 0u32;
         while !self.cancel.is_cancelled() {
             appended.borrow_and_update();
             let mut listen = true;
-            let wait = match self.round(&mut cursor, failures > 0).await {
+            let result = match unrecorded.take() {
+                Some(held) => self.record(held, &mut cursor, &mut unrecorded).await,
+                None => self.round(&mut cursor, failures > 0, &mut unrecorded).await,
+            };
+            if result.is_ok() {
+                store_failures = 0;
+            }
+            let wait = match result {
                 Ok(Round::Progressed) => {
                     failures = 0;
                     self.recorder.destination_up();
@@ -110,8 +121,16 @@ impl Worker {
                     continue;
                 }
                 Err(error) => {
-                    tracing::error!(hook_id = %hook_id, %error, "store error in delivery round");
-                    Duration::from_secs(1)
+                    store_failures += 1;
+                    let delay = self.settings.hook_backoff.delay(store_failures);
+                    if unrecorded.is_some() {
+                        tracing::warn!(hook_id = %hook_id, %error, backoff_ms = delay.as_millis() as u64,
+                            "cannot record delivery progress; holding it, sending nothing until it is recorded");
+                    } else {
+                        tracing::error!(hook_id = %hook_id, %error, "store error in delivery round");
+                    }
+                    listen = false;
+                    delay
                 }
             };
             tokio::select! {
@@ -133,7 +152,12 @@ impl Worker {
         }
     }
 
-    async fn round(&self, cursor: &mut Cursor, probing: bool) -> hookrelay_store::Result<Round> {
+    async fn round(
+        &self,
+        cursor: &mut Cursor,
+        probing: bool,
+        unrecorded: &mut Option<Settlement>,
+    ) -> hookrelay_store::Result<Round> {
         if !self.store.lease(&self.hook.id).is_held() {
             return Ok(Round::NotOwner);
         }
@@ -189,15 +213,34 @@ impl Worker {
             rules,
             now,
         );
-        let new_cursor = settlement.progress.cursor;
-        if !settlement.progress.is_empty() {
-            self.store.record_progress(settlement.progress).await?;
+        self.record(settlement, cursor, unrecorded).await
+    }
+
+    /// Records a round's progress. If the store cannot take it, the settlement is kept in
+    /// `unrecorded` to be recorded again before any new send; a rewind or a lost lease since
+    /// the round began (Stale, NotOwner) discards it, as the round no longer counts.
+    async fn record(
+        &self,
+        settlement: Settlement,
+        cursor: &mut Cursor,
+        unrecorded: &mut Option<Settlement>,
+    ) -> hookrelay_store::Result<Round> {
+        if !settlement.progress.is_empty()
+            && let Err(e) = self
+                .store
+                .record_progress(settlement.progress.clone())
+                .await
+        {
+            if !matches!(e, StoreError::Stale(_) | StoreError::NotOwner(_)) {
+                *unrecorded = Some(settlement);
+            }
+            return Err(e);
         }
-        // Told only once recorded, so a round repeated after a failed write counts nothing twice.
+        // Told only once recorded, so nothing is counted twice.
         for note in settlement.notes {
             self.note(note);
         }
-        if let Some(c) = new_cursor {
+        if let Some(c) = settlement.progress.cursor {
             cursor.seq = c.max(cursor.seq);
         }
         Ok(match settlement.back_off {

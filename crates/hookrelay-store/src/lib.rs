@@ -58,6 +58,38 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// Whether the store cannot take this operation *now* but may soon: a full disk, an I/O
+    /// error, a database that went away or is shutting down. Callers answer 503 and retry later;
+    /// nothing about the request itself is wrong.
+    pub fn is_temporary(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            Self::Unavailable(_) | Self::Io(_) => true,
+            Self::Backend(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::OutOfMemory
+            ),
+            Self::Postgres(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_some_and(|db| {
+                        let code = db.code().code();
+                        // Connection exceptions, insufficient resources (disk full), operator
+                        // intervention (shutdown, cannot connect now).
+                        code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+                    })
+                    || e.as_db_error().is_none()
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Hands an operation to a backend's writer (thread or task) and waits for its answer.

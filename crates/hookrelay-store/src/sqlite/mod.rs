@@ -520,10 +520,11 @@ impl Store for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<()> {
+        // A real write to the database file (its header's user_version, set to what it is), so
+        // a full disk or a failing device shows here as it does for appends.
         self.write(|tx| {
-            tx.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS ready_probe (x); DELETE FROM ready_probe;",
-            )?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            tx.pragma_update(None, "user_version", version)?;
             Ok(())
         })
         .await
