@@ -12,11 +12,13 @@ def stored_hook_secrets(data_dir):
     key = bytes.fromhex((data_dir / "secret.key").read_text().strip())
     db = sqlite3.connect(data_dir / "hookrelay.db")
     try:
-        rows = db.execute("SELECT id, secret FROM hooks WHERE secret IS NOT NULL").fetchall()
+        rows = db.execute("SELECT app_id, id, secret FROM hooks WHERE secret IS NOT NULL").fetchall()
     finally:
         db.close()
     cipher = ChaCha20Poly1305(key)
-    return {hook_id: cipher.decrypt(blob[:12], blob[12:], None).decode() for hook_id, blob in rows}
+    # Stored ids carry their app (`<app id>-<id>`); the result is keyed by the id the app sees.
+    return {hook_id.removeprefix(f"{app}-"): cipher.decrypt(blob[:12], blob[12:], None).decode()
+            for app, hook_id, blob in rows}
 
 
 def database_bytes(data_dir):

@@ -417,3 +417,25 @@ def test_a_full_disk_answers_503_holds_progress_and_recovers(server_factory, tmp
         server.kill()
     finally:
         disk.unmount()
+
+
+def test_hook_ids_are_per_app(server):
+    app_b = second_app(server)
+    receiver_a, receiver_b = Receiver().start(), Receiver().start()
+    [a] = server.set_hooks([webhook_hook(receiver_a.url, id="orders")])
+    # B uses the same id: no error, nothing learned about A, nothing taken from A.
+    [b] = app_b.set_hooks([webhook_hook(receiver_b.url, id="orders")])
+    assert a["id"] == b["id"] == "orders"
+    assert server.get_app()["event_hooks"][0]["webhook_url"] == receiver_a.url
+    server.send_events([{"id": "for-a", "type": "a"}])
+    app_b.send_events([{"id": "for-b", "type": "a"}])
+    wait_until(lambda: "for-a" in receiver_a.by_id() and "for-b" in receiver_b.by_id(), what="both deliveries")
+    assert "for-b" not in receiver_a.by_id() and "for-a" not in receiver_b.by_id()
+    assert server.request("GET", "/v1/hooks/orders").json()["hook"]["id"] == "orders"
+    assert app_b.request("POST", "/v1/hooks/orders/pause", {}).json()["hook"]["state"] == "paused"
+    assert server.request("GET", "/v1/hooks/orders").json()["hook"]["state"] == "healthy"
+    # B deleting its hook leaves A's.
+    app_b.set_hooks([])
+    assert [h["id"] for h in server.get_app()["event_hooks"]] == ["orders"]
+    receiver_a.stop()
+    receiver_b.stop()

@@ -172,15 +172,20 @@ pub fn render_app(app: &App, hooks: &[EventHook], dialect: Dialect) -> Value {
     }
     out.insert(
         "event_hooks".into(),
-        Value::Array(hooks.iter().map(|h| render_hook(h, dialect)).collect()),
+        Value::Array(
+            hooks
+                .iter()
+                .map(|h| render_hook(h, app.id, dialect))
+                .collect(),
+        ),
     );
     Value::Object(out)
 }
 
-/// One hook, in Stream's `EventHook` shape.
-pub fn render_hook(hook: &EventHook, dialect: Dialect) -> Value {
+/// One hook of app `app`, in Stream's `EventHook` shape (with the id the app chose).
+pub fn render_hook(hook: &EventHook, app: i64, dialect: Dialect) -> Value {
     let mut h = Map::new();
-    h.insert("id".into(), hook.id.as_str().into());
+    h.insert("id".into(), hook.id.wire(app).as_str().into());
     h.insert("hook_type".into(), hook.target.hook_type().as_str().into());
     h.insert("enabled".into(), hook.enabled.into());
     h.insert("event_types".into(), hook.event_types.clone().into());

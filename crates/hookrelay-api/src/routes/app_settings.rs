@@ -11,7 +11,7 @@ use hookrelay_core::hook::input::{
 use hookrelay_core::hook::{TopicArn, WebhookUrl};
 use hookrelay_core::limits::MAX_HOOKS_PER_APP;
 use hookrelay_core::secret::MASK;
-use hookrelay_core::{EventHook, Secret, Timestamp};
+use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{App, AppSettings, StoreError};
 use serde_json::{Map, Value, json};
 
@@ -63,17 +63,27 @@ pub async fn update(
                     ));
                 }
             };
-            let stored = state.store.hooks(app.id).await?;
-            Some(new_hook_list(list, explicit, stored, &state.hook_rules)?)
+            // The request speaks of hooks by the ids the app chose; the store by scoped ids.
+            let stored = state
+                .store
+                .hooks(app.id)
+                .await?
+                .into_iter()
+                .map(|h| with_id(h, |id| id.wire(app.id)))
+                .collect();
+            let list = new_hook_list(list, explicit, stored, &state.hook_rules)?;
+            Some(
+                list.into_iter()
+                    .map(|h| with_id(h, |id| HookId::scoped(app.id, id)))
+                    .collect::<Vec<_>>(),
+            )
         }
     };
     if let Some(hooks) = hooks {
         match state.store.replace_hooks(app.id, hooks).await {
             Err(StoreError::HookIdTaken(id)) => {
-                return Err(ApiError::field(
-                    "event_hooks.id",
-                    &format!("{id} is already the id of another app's hook"),
-                ));
+                // Ids are scoped by app, so this cannot come from another app's hook.
+                return Err(ApiError::internal(format!("hook id {id} taken")));
             }
             other => other?,
         }
@@ -88,6 +98,11 @@ pub async fn update(
         state.delivery.config_changed();
     }
     Ok(Json(json!({ "duration": duration() })))
+}
+
+fn with_id(mut hook: EventHook, id: impl FnOnce(&HookId) -> HookId) -> EventHook {
+    hook.id = id(&hook.id);
+    hook
 }
 
 /// The hook list after this request: the given list (replace mode), or the stored list with the

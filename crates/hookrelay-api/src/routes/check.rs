@@ -185,7 +185,7 @@ async fn configured_targets(
         .await?
         .into_iter()
         .filter(|h| h.target.hook_type() == kind)
-        .map(|h| (format!("hook {}", h.id), Ok(h.target)))
+        .map(|h| (format!("hook {}", h.id.wire(app.id)), Ok(h.target)))
         .collect();
     let p = kind.as_str();
     let legacy_field = if kind == HookType::Sqs {

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use hookrelay_core::HookId;
+use hookrelay_core::hook::input::wire_hook_id;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -27,7 +28,8 @@ pub async fn list(
     Path(hook_id): Path<String>,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
-    let hook_id = HookId::try_from(hook_id).map_err(|e| ApiError::not_found(e.0))?;
+    let wire = wire_hook_id(&hook_id).map_err(|e| ApiError::not_found(e.0))?;
+    let hook_id = HookId::scoped(app.id, &wire);
     let owned = state
         .store
         .hooks(app.id)
@@ -35,9 +37,7 @@ pub async fn list(
         .iter()
         .any(|h| h.id == hook_id);
     if !owned {
-        return Err(ApiError::not_found(format!(
-            "hook {hook_id} does not exist"
-        )));
+        return Err(ApiError::not_found(format!("hook {wire} does not exist")));
     }
     let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let letters = state

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use hookrelay_core::hook::input::Fields;
+use hookrelay_core::hook::input::{Fields, wire_hook_id};
 use hookrelay_core::{EventHook, HookId, Timestamp};
 use hookrelay_store::{App, HookRecord};
 use serde_json::{Value, json};
@@ -38,13 +38,15 @@ async fn records(state: &AppState, app: &App) -> ApiResult<Vec<HookRecord>> {
         .collect())
 }
 
+/// The app's hook with this (wire) id.
 async fn record(state: &AppState, app: &App, id: String) -> ApiResult<HookRecord> {
-    let id = HookId::try_from(id).map_err(|e| ApiError::not_found(e.0))?;
+    let wire = wire_hook_id(&id).map_err(|e| ApiError::not_found(e.0))?;
+    let id = HookId::scoped(app.id, &wire);
     records(state, app)
         .await?
         .into_iter()
         .find(|r| r.hook.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("hook {id} does not exist")))
+        .ok_or_else(|| ApiError::not_found(format!("hook {wire} does not exist")))
 }
 
 /// One hook's status.
@@ -80,7 +82,7 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
         .and_then(|s| s.last_error())
         .map(|e| json!({"at": e.at.to_rfc3339(), "code": e.code, "message": e.message}));
     Ok(json!({
-        "id": hook.id.as_str(),
+        "id": hook.id.wire(app.id).as_str(),
         "hook_type": hook.target.hook_type().as_str(),
         "enabled": hook.enabled,
         "paused": record.paused,

@@ -38,8 +38,9 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
     let mut out = handle.render();
     if let Ok(records) = state.store.all_hooks().await {
+        let wire_ids: Vec<_> = records.iter().map(|r| r.hook.id.wire(r.app)).collect();
         let mut series = Vec::with_capacity(records.len());
-        for r in &records {
+        for (r, wire) in records.iter().zip(&wire_ids) {
             let backlog = state
                 .store
                 .backlog(r.app, &r.hook.id, GAUGE_COUNT_UP_TO)
@@ -48,7 +49,7 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
                 .flatten()
                 .unwrap_or_default();
             series.push(HookSeries {
-                hook_id: r.hook.id.as_str(),
+                hook_id: wire.as_str(),
                 hook_type: r.hook.target.hook_type().as_str(),
                 app_id: r.app,
                 stats: state.delivery.stats(&r.hook.id),

@@ -127,6 +127,17 @@ pub fn validate_event_types(types: &[String]) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A hook id as a caller gives it (at most [`MAX_WIRE_HOOK_ID_LEN`] characters).
+pub fn wire_hook_id(id: &str) -> Result<HookId, super::NameError> {
+    if id.len() > super::MAX_WIRE_HOOK_ID_LEN {
+        return Err(super::NameError(format!(
+            "{id:?} is not a hook id (1 to {} letters, digits, '-' or '_')",
+            super::MAX_WIRE_HOOK_ID_LEN
+        )));
+    }
+    HookId::try_from(id.to_owned())
+}
+
 const PRODUCTS: &[&str] = &["all", "chat", "video", "moderation", "feeds"];
 
 /// What a hook may point at, from the server's configuration.
@@ -151,7 +162,7 @@ pub fn parse_hook_request(
     };
     let f = Fields(obj);
     let id = match f.str("id")? {
-        Some(id) => Some(HookId::try_from(id.to_owned()).map_err(|e| FieldError::new("id", e.0))?),
+        Some(id) => Some(wire_hook_id(id).map_err(|e| FieldError::new("id", e.0))?),
         None => None,
     };
     if f.bool("delete")? == Some(true) {

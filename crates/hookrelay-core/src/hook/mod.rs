@@ -12,9 +12,18 @@ pub use aws::{NameError, QueueUrl, Region, RoleArn, TopicArn};
 use crate::{EventFilter, Secret, Timestamp};
 
 /// A hook's id: a UUID when the server makes it, or the caller's own (1–64 of `[A-Za-z0-9_-]`).
+///
+/// Ids are per app: on the wire an app sees the id it chose, and inside the server (store,
+/// delivery, logs) the id carries its app as a prefix (`<app id>-<wire id>`, see
+/// [`HookId::scoped`]), so two apps can use the same id and no app can learn or take another's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct HookId(String);
+
+/// The longest id a caller may choose.
+pub const MAX_WIRE_HOOK_ID_LEN: usize = 64;
+/// The longest id inside the server: a wire id with its app prefix.
+const MAX_HOOK_ID_LEN: usize = MAX_WIRE_HOOK_ID_LEN + 21;
 
 impl HookId {
     pub fn generate() -> Self {
@@ -24,20 +33,31 @@ impl HookId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id inside the server of the hook the app knows as `wire`.
+    pub fn scoped(app: i64, wire: &HookId) -> HookId {
+        HookId(format!("{app}-{}", wire.0))
+    }
+
+    /// The id the app knows this hook by (an id without the app's prefix is returned as is).
+    pub fn wire(&self, app: i64) -> HookId {
+        let prefix = format!("{app}-");
+        HookId(self.0.strip_prefix(&prefix).unwrap_or(&self.0).to_owned())
+    }
 }
 
 impl TryFrom<String> for HookId {
     type Error = NameError;
     fn try_from(s: String) -> Result<Self, NameError> {
         let ok = !s.is_empty()
-            && s.len() <= 64
+            && s.len() <= MAX_HOOK_ID_LEN
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s))
         } else {
             Err(NameError(format!(
-                "{s:?} is not a hook id (1 to 64 letters, digits, '-' or '_')"
+                "{s:?} is not a hook id (1 to {MAX_WIRE_HOOK_ID_LEN} letters, digits, '-' or '_')"
             )))
         }
     }

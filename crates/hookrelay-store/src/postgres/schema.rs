@@ -98,6 +98,14 @@ const MIGRATIONS: &[&str] = &[
         at      TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     "#,
+    // 2: hook ids are per app: inside the server an id carries its app (`<app id>-<id>`), in
+    // the hook row, its spec, and the retry and dead-letter rows that refer to it.
+    r#"
+    UPDATE retries r SET hook_id = h.app_id || '-' || h.id FROM hooks h WHERE h.id = r.hook_id;
+    UPDATE dead_letters d SET hook_id = h.app_id || '-' || h.id FROM hooks h WHERE h.id = d.hook_id;
+    UPDATE hooks SET spec = jsonb_set(spec::jsonb, '{id}', to_jsonb(app_id || '-' || id))::text,
+                     id = app_id || '-' || id;
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction. Returns how

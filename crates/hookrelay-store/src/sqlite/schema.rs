@@ -74,6 +74,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE hooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE hooks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: hook ids are per app: inside the server an id carries its app (`<app id>-<id>`), in
+    // the hook row, its spec, and the retry and dead-letter rows that refer to it.
+    r#"
+    UPDATE retries SET hook_id = (SELECT h.app_id FROM hooks h WHERE h.id = retries.hook_id) || '-' || hook_id
+        WHERE hook_id IN (SELECT id FROM hooks);
+    UPDATE dead_letters SET hook_id = (SELECT h.app_id FROM hooks h WHERE h.id = dead_letters.hook_id) || '-' || hook_id
+        WHERE hook_id IN (SELECT id FROM hooks);
+    UPDATE hooks SET spec = json_set(spec, '$.id', app_id || '-' || id), id = app_id || '-' || id;
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction.
@@ -86,4 +95,39 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_ids_of_an_older_database_are_scoped_by_app() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            r#"
+            INSERT INTO apps (id, name, api_key, api_secret, created_ms, updated_ms)
+                VALUES (7, 'a', 'k', x'00', 0, 0);
+            INSERT INTO hooks (id, app_id, position, enabled, spec, cursor)
+                VALUES ('h1', 7, 0, 1, '{"id":"h1","enabled":true}', 0);
+            INSERT INTO retries VALUES ('h1', 1, 1, 0, 0, 'e');
+            INSERT INTO dead_letters (hook_id, seq, event_id, type, event_created_ms, payload,
+                                      reason, attempts, last_error, created_ms)
+                VALUES ('h1', 2, 'e2', 't', 0, x'00', 'rejected', 1, 'e', 0);
+            INSERT INTO retries VALUES ('gone', 3, 1, 0, 0, 'a hook deleted long ago');
+            "#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(one("SELECT id FROM hooks"), "7-h1");
+        assert_eq!(one("SELECT json_extract(spec, '$.id') FROM hooks"), "7-h1");
+        assert_eq!(one("SELECT hook_id FROM retries WHERE seq = 1"), "7-h1");
+        assert_eq!(one("SELECT hook_id FROM dead_letters"), "7-h1");
+        assert_eq!(one("SELECT hook_id FROM retries WHERE seq = 3"), "gone");
+    }
 }
