@@ -336,6 +336,9 @@ fn init_logging(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(crate::output::colour_on_stderr())
+        // A log line that cannot be written (stderr on a full disk) is dropped: reporting it
+        // would print to stderr too, which panics when that fails.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

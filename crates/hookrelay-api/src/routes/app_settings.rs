@@ -47,6 +47,7 @@ pub async fn update(
     AppAuth(app): AppAuth,
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
+    refuse_long_hook_lists(&body.0)?;
     let request = body.object().await?;
     // Validate everything before writing anything: a refused request changes nothing.
     let settings = new_settings(&app, &request)?;
@@ -98,6 +99,28 @@ pub async fn update(
         state.delivery.config_changed();
     }
     Ok(Json(json!({ "duration": duration() })))
+}
+
+/// Counts `event_hooks` without building a JSON tree of each hook (a scan of the raw text), so a
+/// list far over the limit costs next to nothing. Malformed JSON is left to the full parse.
+fn refuse_long_hook_lists(body: &[u8]) -> ApiResult<()> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow, default)]
+        event_hooks: Option<Vec<&'a serde_json::value::RawValue>>,
+    }
+    let count = serde_json::from_slice::<Peek<'_>>(body)
+        .ok()
+        .and_then(|p| p.event_hooks)
+        .map_or(0, |hooks| hooks.len());
+    // An explicit-deletion request may delete every stored hook and create as many.
+    if count > 2 * MAX_HOOKS_PER_APP {
+        return Err(ApiError::field(
+            "event_hooks",
+            &format!("has {count} entries; an app can have at most {MAX_HOOKS_PER_APP} hooks"),
+        ));
+    }
+    Ok(())
 }
 
 fn with_id(mut hook: EventHook, id: impl FnOnce(&HookId) -> HookId) -> EventHook {

@@ -58,6 +58,9 @@ enum WriteOp {
 }
 
 /// The SQLite [`Store`].
+/// Below this much free space where the database lives, the store says it is not ready.
+const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteOp>,
     readers: Arc<Readers>,
@@ -520,8 +523,25 @@ impl Store for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<()> {
+        // Nearly full is not ready: a small probe can still fit in space the log reuses while
+        // larger writes fail.
+        #[cfg(unix)]
+        if let Some(dir) = self.readers.path.parent()
+            && let Ok(fs) = rustix::fs::statvfs(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+        {
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            if free < MIN_FREE_BYTES {
+                return Err(StoreError::Unavailable(format!(
+                    "the disk holding the store has {free} bytes free"
+                )));
+            }
+        }
         // A real write to the database file (its header's user_version, set to what it is), so
-        // a full disk or a failing device shows here as it does for appends.
+        // a failing device shows here as it does for appends.
         self.write(|tx| {
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             tx.pragma_update(None, "user_version", version)?;
