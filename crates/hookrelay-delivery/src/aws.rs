@@ -196,7 +196,7 @@ pub struct CallError {
 
 impl CallError {
     /// An error with a code and a message (no status, no `Retry-After`).
-    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
@@ -254,7 +254,7 @@ pub fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     };
     CallError {
         http_status,
-        ..CallError::transient(code, message)
+        ..CallError::new(code, message)
     }
 }
 

@@ -151,7 +151,7 @@ pub async fn send_test_event(destination: &Destination, app_secret: &Secret) -> 
     let error = match outcomes.into_iter().next() {
         Some(Outcome::Delivered) => None,
         Some(failed) => failed.error().cloned(),
-        None => Some(CallError::transient(
+        None => Some(CallError::new(
             "missing",
             "the destination's answer did not mention the event",
         )),

@@ -115,7 +115,7 @@ mod tests {
     fn http(status: Option<u16>) -> CallError {
         CallError {
             http_status: status,
-            ..CallError::transient(
+            ..CallError::new(
                 status.map_or("connection".into(), |s| format!("HTTP {s}")),
                 "",
             )
@@ -186,7 +186,7 @@ mod tests {
             ("KMSDisabled", "retry"),
             ("missing", "retry"),
         ] {
-            let outcome = classify_entry_error(CallError::transient(code, "m"));
+            let outcome = classify_entry_error(CallError::new(code, "m"));
             assert_eq!(kind(&outcome), expected, "{code}");
         }
     }
@@ -195,7 +195,7 @@ mod tests {
     fn sdk_call_errors() {
         let call = |code: &str, status: Option<u16>| CallError {
             http_status: status,
-            ..CallError::transient(code, "m")
+            ..CallError::new(code, "m")
         };
         for (error, expected) in [
             // What `aws::call_error` makes of each SDK error kind.

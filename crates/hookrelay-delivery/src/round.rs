@@ -237,7 +237,7 @@ pub(crate) fn settle(
         // A replayed retry entry is dead-lettered again at once; a new event when the cursor
         // passes it, so exactly once.
         if !item.is_new() || new_cursor.is_some_and(|c| item.event.seq <= c) {
-            let error = CallError::transient(
+            let error = CallError::new(
                 "too_large",
                 format!(
                     "the message is {} bytes with its attributes; SQS and SNS take at most {}",
@@ -410,7 +410,7 @@ mod tests {
     }
 
     fn err(code: &str) -> CallError {
-        CallError::transient(code, "m")
+        CallError::new(code, "m")
     }
 
     fn refused() -> Outcome {
@@ -443,8 +443,13 @@ mod tests {
         answer: impl Fn(&Item) -> Outcome,
     ) -> Settlement {
         let sent = send_all(&mut plan, answer);
+        settled(plan, sent, cursor, rules)
+    }
+
+    fn settled(plan: Plan, sent: Sent, cursor: Seq, rules: SettleRules<'_>) -> Settlement {
+        let hook = HookId::try_from(HOOK.to_owned()).unwrap();
         settle(
-            &HookId::try_from(HOOK.to_owned()).unwrap(),
+            &hook,
             0,
             cursor,
             plan,
@@ -587,15 +592,7 @@ mod tests {
         let second = planned.batches.pop().unwrap();
         let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
         sent.unsent.push(second);
-        let s = settle(
-            &HookId::try_from(HOOK.to_owned()).unwrap(),
-            0,
-            0,
-            planned,
-            sent,
-            rules(&p, false, false),
-            Timestamp::from_millis(10_000),
-        );
+        let s = settled(planned, sent, 0, rules(&p, false, false));
         assert_eq!(s.progress.cursor, Some(10));
     }
 
@@ -607,15 +604,7 @@ mod tests {
         let in_flight = planned.batches.split_off(1); // batches 2 and 3 were in flight
         let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
         sent.abandoned_from = in_flight.iter().flatten().map(|i| i.event.seq).min();
-        let s = settle(
-            &HookId::try_from(HOOK.to_owned()).unwrap(),
-            0,
-            0,
-            planned,
-            sent,
-            rules(&p, false, false),
-            Timestamp::from_millis(10_000),
-        );
+        let s = settled(planned, sent, 0, rules(&p, false, false));
         assert_eq!(
             s.progress.cursor,
             Some(10),

@@ -194,7 +194,7 @@ impl Worker {
         };
         let batches = std::mem::take(&mut plan.batches);
         let Some(sent) = self.send_all(batches, in_flight, fifo, cursor.epoch).await else {
-            return Ok(Round::DestinationDown(CallError::transient(
+            return Ok(Round::DestinationDown(CallError::new(
                 "internal",
                 "a send task died",
             )));
@@ -392,7 +392,7 @@ where
         return send.await;
     };
     let lost = || {
-        let error = CallError::transient("lease_lost", "the hook lease lapsed during the send");
+        let error = CallError::new("lease_lost", "the hook lease lapsed during the send");
         vec![Outcome::DestinationDown(error); entries]
     };
     let mut send = std::pin::pin!(send);

@@ -151,7 +151,7 @@ pub(crate) fn outcomes(
     successful: impl Iterator<Item = String>,
     failed: impl Iterator<Item = (String, CallError)>,
 ) -> Vec<Outcome> {
-    let missing = CallError::transient("missing", "the batch response did not mention this entry");
+    let missing = CallError::new("missing", "the batch response did not mention this entry");
     let mut out = vec![Outcome::Retry(missing); len];
     for id in successful {
         if let Some(slot) = id.parse::<usize>().ok().and_then(|i| out.get_mut(i)) {
@@ -169,5 +169,5 @@ pub(crate) fn outcomes(
 /// An SDK builder's error: a required field was missing. It cannot happen with the fields set
 /// here, but it is reported, never unwrapped.
 pub(crate) fn build_error(e: impl std::fmt::Display) -> CallError {
-    CallError::transient("request", e.to_string())
+    CallError::new("request", e.to_string())
 }

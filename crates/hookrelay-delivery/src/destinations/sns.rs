@@ -97,12 +97,10 @@ impl SnsDestination {
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|s| s.id),
-            out.failed.unwrap_or_default().into_iter().map(|f| {
-                (
-                    f.id,
-                    CallError::transient(f.code, f.message.unwrap_or_default()),
-                )
-            }),
+            out.failed
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| (f.id, CallError::new(f.code, f.message.unwrap_or_default()))),
         ))
     }
 }

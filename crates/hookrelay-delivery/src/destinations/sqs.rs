@@ -88,12 +88,9 @@ impl SqsDestination {
         Ok(outcomes(
             len,
             out.successful.into_iter().map(|s| s.id),
-            out.failed.into_iter().map(|f| {
-                (
-                    f.id,
-                    CallError::transient(f.code, f.message.unwrap_or_default()),
-                )
-            }),
+            out.failed
+                .into_iter()
+                .map(|f| (f.id, CallError::new(f.code, f.message.unwrap_or_default()))),
         ))
     }
 }

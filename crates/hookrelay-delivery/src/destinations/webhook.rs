@@ -159,7 +159,7 @@ impl WebhookDestination {
             Ok(url) => url,
             Err(e) => {
                 return Outcome::Refuse {
-                    error: CallError::transient("url", e.to_string()),
+                    error: CallError::new("url", e.to_string()),
                     attempts: 1,
                 };
             }
@@ -168,7 +168,7 @@ impl WebhookDestination {
             && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
             && denied(&self.client.deny, ip)
         {
-            return Outcome::Denied(CallError::transient(
+            return Outcome::Denied(CallError::new(
                 "denied",
                 format!("{ip} is in webhook.deny_cidrs"),
             ));
@@ -258,9 +258,9 @@ fn transport_outcome(e: reqwest::Error) -> Outcome {
         source = cause.source();
     }
     if is_denied {
-        Outcome::Denied(CallError::transient("denied", message))
+        Outcome::Denied(CallError::new("denied", message))
     } else {
-        Outcome::DestinationDown(CallError::transient(code, message))
+        Outcome::DestinationDown(CallError::new(code, message))
     }
 }
 
