@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$profile" in
-  debug) cargo build --bin hookrelay --bin hookrelay-bench ;;
-  *) cargo build --profile "$profile" --bin hookrelay --bin hookrelay-bench ;;
+  debug) cargo build -p hookrelay -p hookrelay-bench ;;
+  *) cargo build --profile "$profile" -p hookrelay -p hookrelay-bench ;;
 esac
 exec "target/$profile/hookrelay-bench" --bin "target/$profile/hookrelay" "${args[@]}"
