@@ -285,3 +285,121 @@ fn unparsed_error(raw: &aws_sdk_sqs::config::http::HttpResponse) -> Option<(Stri
     };
     Some((tag("Code")?, tag("Message").unwrap_or_default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sqs::config::http::HttpResponse;
+    use aws_sdk_sqs::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+    use crate::outcome::{Outcome, classify_call_error};
+
+    type Error = SdkError<SendMessageBatchError, HttpResponse>;
+
+    fn raw(status: u16, body: &str) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_owned()))
+    }
+
+    fn service(status: u16, code: &str) -> Error {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        SdkError::service_error(SendMessageBatchError::generic(meta), raw(status, ""))
+    }
+
+    /// Every kind of SDK error, through `call_error` and then the classifier.
+    #[test]
+    fn every_sdk_error_kind_is_described_and_classified() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let cases: Vec<(Error, &str, Option<u16>, &str)> = vec![
+            (SdkError::timeout_error(io()), "timeout", None, "down"),
+            (
+                SdkError::dispatch_failure(ConnectorError::timeout(Box::new(io()))),
+                "timeout",
+                None,
+                "down",
+            ),
+            (
+                SdkError::dispatch_failure(ConnectorError::io(Box::new(io()))),
+                "connection",
+                None,
+                "down",
+            ),
+            (
+                SdkError::dispatch_failure(ConnectorError::other(Box::new(io()), None)),
+                "dispatch",
+                None,
+                "down",
+            ),
+            (
+                SdkError::construction_failure(io()),
+                "request",
+                None,
+                "down",
+            ),
+            (
+                SdkError::response_error(io(), raw(502, "bad gateway")),
+                "HTTP 502",
+                Some(502),
+                "down",
+            ),
+            (
+                service(403, "AccessDenied"),
+                "AccessDenied",
+                Some(403),
+                "down",
+            ),
+            (
+                service(400, "AWS.SimpleQueueService.NonExistentQueue"),
+                "AWS.SimpleQueueService.NonExistentQueue",
+                Some(400),
+                "down",
+            ),
+            (
+                service(400, "AWS.SimpleQueueService.BatchRequestTooLong"),
+                "AWS.SimpleQueueService.BatchRequestTooLong",
+                Some(400),
+                "down",
+            ),
+            (
+                service(400, "InvalidParameterValue"),
+                "InvalidParameterValue",
+                Some(400),
+                "refuse",
+            ),
+            (
+                service(500, "InternalError"),
+                "InternalError",
+                Some(500),
+                "down",
+            ),
+        ];
+        for (error, code, status, expected) in cases {
+            let described = call_error(&error);
+            assert_eq!(
+                (described.code.as_str(), described.http_status),
+                (code, status)
+            );
+            let kind = match classify_call_error(described) {
+                Outcome::Refuse { .. } => "refuse",
+                Outcome::DestinationDown(_) => "down",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(kind, expected, "{code}");
+        }
+    }
+
+    /// Emulators answer auth errors in XML the SDK does not parse: the code is read anyway.
+    #[test]
+    fn unparsed_xml_errors_keep_their_code() {
+        let body = "<ErrorResponse><Error><Code>InvalidClientTokenId</Code>\
+                    <Message>The security token is invalid.</Message></Error></ErrorResponse>";
+        let error: Error = SdkError::service_error(
+            SendMessageBatchError::generic(ErrorMetadata::builder().build()),
+            raw(403, body),
+        );
+        let described = call_error(&error);
+        assert_eq!(described.code, "InvalidClientTokenId");
+        assert_eq!(described.message, "The security token is invalid.");
+    }
+}
