@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use hookrelay_core::{HookId, Timestamp};
+use hookrelay_store::DeadLetterReason;
 
 use crate::aws::CallError;
 
@@ -40,15 +41,12 @@ pub struct HookStats {
     pub retried: AtomicU64,
     /// Rounds in which the destination took nothing.
     pub destination_down: AtomicU64,
-    /// Dead letters by reason, in [`DEAD_LETTER_REASONS`] order.
-    pub dead_lettered_by_reason: [AtomicU64; 4],
+    /// Dead letters by reason, in [`DeadLetterReason::ALL`] order.
+    pub dead_lettered_by_reason: [AtomicU64; DeadLetterReason::ALL.len()],
     /// Milliseconds since the epoch; 0 = never.
     pub last_success_ms: AtomicI64,
     pub last_error: Mutex<Option<LastError>>,
 }
-
-/// The reasons a dead letter has, as they appear in the `reason` label.
-pub const DEAD_LETTER_REASONS: [&str; 4] = ["too_large", "rejected", "retries_exhausted", "denied"];
 
 impl HookStats {
     pub fn last_success(&self) -> Option<Timestamp> {
@@ -124,12 +122,12 @@ impl HookRecorder {
         self.stats.backing_off.store(false, Ordering::Relaxed);
     }
 
-    pub fn dead_lettered(&self, reason: &'static str) {
+    pub fn dead_lettered(&self, reason: DeadLetterReason) {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        if reason == "too_large" {
+        if reason == DeadLetterReason::TooLarge {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(i) = DEAD_LETTER_REASONS.iter().position(|r| *r == reason) {
+        if let Some(i) = DeadLetterReason::ALL.iter().position(|r| *r == reason) {
             self.stats.dead_lettered_by_reason[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -237,7 +235,7 @@ pub fn render_hook_metrics(hooks: &[HookSeries<'_>], out: &mut String) {
             "counter",
             "Dead letters, by reason.",
             |h| {
-                DEAD_LETTER_REASONS
+                DeadLetterReason::ALL
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
@@ -245,7 +243,7 @@ pub fn render_hook_metrics(hooks: &[HookSeries<'_>], out: &mut String) {
                             .stats
                             .as_deref()
                             .map_or(0, |s| s.dead_lettered_by_reason[i].load(Ordering::Relaxed));
-                        (Some(*r), n)
+                        (Some(r.as_str()), n)
                     })
                     .collect()
             },

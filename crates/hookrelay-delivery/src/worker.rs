@@ -258,7 +258,7 @@ impl Worker {
                 event_id,
                 error,
             } => {
-                self.recorder.dead_lettered(reason.as_str());
+                self.recorder.dead_lettered(reason);
                 tracing::warn!(hook_id = %self.hook.id, %event_id, reason = reason.as_str(), %error, "dead letter");
             }
         }

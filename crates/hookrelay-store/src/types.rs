@@ -87,6 +87,14 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// Every reason, in a fixed order (metrics keep a counter per reason).
+    pub const ALL: [Self; 4] = [
+        Self::TooLarge,
+        Self::Rejected,
+        Self::RetriesExhausted,
+        Self::Denied,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooLarge => "too_large",

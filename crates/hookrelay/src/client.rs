@@ -768,15 +768,10 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
     if strict && report.refused.is_empty() {
         pending = held;
     }
-    for chunk in pending.chunks(batch) {
-        let chunk = chunk
-            .iter()
-            .map(|l| Line {
-                number: l.number,
-                text: l.text.clone(),
-            })
-            .collect();
-        client.send_lines(chunk, &mut report).await?;
+    while !pending.is_empty() {
+        let rest = pending.split_off(batch.min(pending.len()));
+        client.send_lines(pending, &mut report).await?;
+        pending = rest;
     }
     if progress {
         eprintln!();
