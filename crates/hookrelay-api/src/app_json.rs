@@ -6,6 +6,7 @@
 //! Secrets always come back as [`MASK`].
 
 use hookrelay_core::secret::MASK;
+use hookrelay_core::sign::SignatureScheme;
 use hookrelay_core::{AwsAuth, EventHook, Target, Timestamp};
 use hookrelay_store::App;
 use serde_json::{Map, Value, json};
@@ -218,6 +219,19 @@ pub fn render_hook(hook: &EventHook, app: i64, dialect: Dialect) -> Value {
     }
     if let Some(v) = hook.sns_event_based_message_group_id_enabled {
         h.insert("sns_event_based_message_group_id_enabled".into(), v.into());
+    }
+    // hookrelay's own fields, shown only when set so Stream-shaped hooks look as Stream's do.
+    if let Some(limit) = hook.rate_limit {
+        h.insert("rate_limit".into(), limit.into());
+    }
+    if hook.signature != SignatureScheme::Stream {
+        h.insert("webhook_signature".into(), hook.signature.as_str().into());
+    }
+    if hook.signing.current.is_some() {
+        h.insert("webhook_secret".into(), MASK.into());
+    }
+    if let Some(filter) = &hook.filter {
+        h.insert("filter".into(), filter.as_json().clone());
     }
     h.insert("created_at".into(), dialect.time(hook.created_at));
     h.insert("updated_at".into(), dialect.time(hook.updated_at));

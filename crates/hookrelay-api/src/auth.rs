@@ -79,7 +79,15 @@ impl FromRequestParts<AppState> for AppAuth {
                     "JWT token is missing from the Authorization header",
                 )
             })?;
-        let claims = verify_hs256(token, app.api_secret.expose().as_bytes(), now_secs())?;
+        let mut claims = verify_hs256(token, app.api_secret.expose().as_bytes(), now_secs());
+        // During a rotation window the replaced secret still signs valid tokens.
+        if claims.is_err()
+            && let Some(old) = app.previous_secret_at(hookrelay_core::Timestamp::now())
+            && let Ok(by_old) = verify_hs256(token, old.expose().as_bytes(), now_secs())
+        {
+            claims = Ok(by_old);
+        }
+        let claims = claims?;
         let server = claims.get("server") == Some(&Value::Bool(true));
         let user = claims.get("user_id").is_some_and(|u| !u.is_null());
         if user && !server {

@@ -4,7 +4,8 @@
 //! * [`router`]: every route, on both Stream path families (`/app` and `/api/v2/app`, …).
 //! * `routes/`: one module per area: `app_settings` (GET/PATCH app), `app_lifecycle` (rotate the
 //!   API secret, delete the app), `check` (check_sqs,
-//!   check_sns), `hook_events`, `events` (ingest), `dead_letters`, `hooks` (status, pause,
+//!   check_sns), `hook_events`, `events` (ingest), `inlet` (Stream's webhook as a source),
+//!   `dead_letters`, `hooks` (status, pause,
 //!   replay, test), `health` (healthz, readyz), `metrics` (Prometheus).
 //! * `auth`: [`auth::AppAuth`], the extractor that authenticates a request as Stream's SDKs send it.
 //! * `extract`: [`extract::JsonBody`], a body extractor whose refusals are Stream-format errors.
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/check_sns", post(check::sns))
         .route("/hook/events", get(hook_events::list))
         .route("/v1/events", post(events::ingest))
+        .route("/v1/inlets/stream", post(inlet::stream))
         .route("/v1/app", axum::routing::delete(app_lifecycle::delete))
         .route("/v1/app/secret", post(app_lifecycle::set_secret))
         .route("/v1/hooks", get(hooks::list))
@@ -58,6 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/hooks/{hook_id}/resume", post(hooks::resume))
         .route("/v1/hooks/{hook_id}/replay", post(hooks::replay_since))
         .route("/v1/hooks/{hook_id}/test", post(hooks::test))
+        .route(
+            "/v1/hooks/{hook_id}/signing_secret",
+            get(hooks::signing_secret),
+        )
         .route("/v1/hooks/{hook_id}/dead_letters", get(dead_letters::list))
         .route(
             "/v1/hooks/{hook_id}/dead_letters/replay",

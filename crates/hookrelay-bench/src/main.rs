@@ -7,7 +7,7 @@
 //! * `receivers`: the SQS/SNS/webhook endpoints that time each event's arrival.
 //! * `server`: the `hookrelay serve` process under test, and its memory.
 //! * `load`: the ingest load generator.
-//! * `scenarios`: max-sqs, steady, fanout, backlog, baseline.
+//! * `scenarios`: max-sqs, filter, rate-limit, steady, fanout, backlog, baseline.
 
 mod load;
 mod receivers;
@@ -22,7 +22,8 @@ use scenarios::{Outcome, Sizes};
 #[derive(Parser)]
 #[command(about = "The hookrelay benchmark: ingest to delivered, throughput, latency, memory")]
 struct Args {
-    /// Scenarios to run (comma-separated): max-sqs, steady, fanout, backlog, baseline, or all.
+    /// Scenarios to run (comma-separated): max-sqs, filter, rate-limit, steady, fanout,
+    /// backlog, baseline, or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Small sizes, for a smoke test: every event must still be delivered.
@@ -88,7 +89,15 @@ async fn main() -> anyhow::Result<()> {
         sizes.backlog_events = n;
     }
     let wanted: Vec<&str> = if args.scenario == "all" {
-        vec!["baseline", "max-sqs", "steady", "fanout", "backlog"]
+        vec![
+            "baseline",
+            "max-sqs",
+            "filter",
+            "rate-limit",
+            "steady",
+            "fanout",
+            "backlog",
+        ]
     } else {
         args.scenario.split(',').collect()
     };
@@ -97,6 +106,8 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("running {name} ...");
         let outcome = match name {
             "max-sqs" => scenarios::max_sqs(&args.bin, &sizes).await?,
+            "filter" => scenarios::filter(&args.bin, &sizes).await?,
+            "rate-limit" => scenarios::rate_limit(&args.bin, &sizes).await?,
             "steady" => scenarios::steady(&args.bin, &sizes).await?,
             "fanout" => scenarios::fanout(&args.bin, &sizes).await?,
             "backlog" => scenarios::backlog(&args.bin, &sizes).await?,
@@ -110,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
         .find(|r| r.scenario == "baseline")
         .and_then(|r| r.delivered_per_s);
     println!(
-        "{:<9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
+        "{:<10} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
         "scenario",
         "events",
         "ingest/s",
@@ -131,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<9} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
+            "{:<10} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
             r.scenario,
             r.events,
             fmt(r.ingested_per_s),
@@ -145,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
             ratio,
             fmt1(r.cpu_us_per_event)
         );
+    }
+    for r in &results {
+        println!("{}: {}", r.scenario, r.note);
     }
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -22,6 +22,7 @@ pub struct Sizes {
     pub fanout_events: usize,
     pub backlog_events: usize,
     pub baseline_messages: usize,
+    pub rate_limit_seconds: u64,
 }
 
 impl Sizes {
@@ -33,6 +34,7 @@ impl Sizes {
             fanout_events: 50_000,
             backlog_events: 1_000_000,
             baseline_messages: 300_000,
+            rate_limit_seconds: 30,
         }
     }
 
@@ -44,6 +46,7 @@ impl Sizes {
             fanout_events: 1_000,
             backlog_events: 10_000,
             baseline_messages: 5_000,
+            rate_limit_seconds: 3,
         }
     }
 }
@@ -139,6 +142,32 @@ fn latencies(arrivals: &Arrivals, acks: &Acks, events: usize) -> anyhow::Result<
 }
 
 pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let note = "1 KB events, 100 per request, 8 requests in flight, 1 SQS hook";
+    one_sqs_hook_flat_out(bin, sizes, "max-sqs", server::sqs_hook(0), note).await
+}
+
+/// max-sqs with a 5-condition content filter that every event passes: the difference in CPU
+/// per event is what evaluating the filter costs.
+pub async fn filter(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let mut hook = server::sqs_hook(0);
+    hook["filter"] = serde_json::json!({
+        "type": ["message.new"],
+        "cid": [{"prefix": "messaging:"}],
+        "message.user.id": [{"prefix": "u"}],
+        "message.id": [{"exists": true}],
+        "message.deleted_at": [{"exists": false}],
+    });
+    let note = "max-sqs with a 5-condition content filter every event passes";
+    one_sqs_hook_flat_out(bin, sizes, "filter", hook, note).await
+}
+
+async fn one_sqs_hook_flat_out(
+    bin: &Path,
+    sizes: &Sizes,
+    name: &str,
+    hook: serde_json::Value,
+    note: &str,
+) -> anyhow::Result<Outcome> {
     let n = sizes.max_events;
     let Rig {
         epoch,
@@ -146,7 +175,7 @@ pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         server,
         ..
     } = rig(bin, n, 1, false).await?;
-    server.set_hooks(vec![server::sqs_hook(0)]).await?;
+    server.set_hooks(vec![hook]).await?;
     let acks = Acks::new(n);
     let started = epoch.elapsed();
     let ingest = load::as_fast_as_possible(server.clone(), acks.clone(), epoch, n, 100, 8).await?;
@@ -160,14 +189,82 @@ pub async fn max_sqs(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         .unwrap_or_default();
     let delivery_secs = (last as f64 / 1e9) - started.as_secs_f64();
     Ok(Outcome {
-        scenario: "max-sqs".into(),
+        scenario: name.into(),
         events: n,
         ingested_per_s: Some(n as f64 / ingest.as_secs_f64()),
         delivered_per_s: Some(n as f64 / delivery_secs),
         latency_ms: Some(latencies(&arrivals, &acks, n)?),
         peak_rss_mib: Some(server.peak_rss_mib()),
         cpu_us_per_event: server.cpu_seconds().map(|s| s * 1e6 / n as f64),
-        note: "1 KB events, 100 per request, 8 requests in flight, 1 SQS hook".into(),
+        note: note.into(),
+        ..Outcome::default()
+    })
+}
+
+/// Two hooks on one app: a webhook limited to 100 events/s and an unlimited SQS hook. The
+/// limited hook's deliveries are counted each second over `rate_limit_seconds` while its
+/// backlog lasts; the unlimited hook's rate is set beside max-sqs's.
+pub async fn rate_limit(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    const LIMIT: u64 = 100;
+    let seconds = sizes.rate_limit_seconds;
+    let n = sizes.max_events.max((LIMIT * (seconds + 5)) as usize);
+    let Rig {
+        epoch,
+        arrivals,
+        port,
+        server,
+    } = rig(bin, n, 2, false).await?;
+    let mut limited = server::webhook_hook(port, 0);
+    limited["rate_limit"] = LIMIT.into();
+    server.set_hooks(vec![limited, server::sqs_hook(1)]).await?;
+    let acks = Acks::new(n);
+    let started = Instant::now();
+    let load = tokio::spawn(load::as_fast_as_possible(
+        server.clone(),
+        acks,
+        epoch,
+        n,
+        100,
+        8,
+    ));
+    wait_for(
+        "the limited hook's first delivery",
+        Duration::from_secs(60),
+        || arrivals.delivered(0) > 0,
+    )
+    .await?;
+    let mut per_second = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let mut last = arrivals.delivered(0);
+    let mut unlimited_done = None;
+    for _ in 0..seconds {
+        ticker.tick().await;
+        let now = arrivals.delivered(0);
+        per_second.push((now - last) as f64);
+        last = now;
+        if unlimited_done.is_none() && arrivals.delivered(1) >= n as u64 {
+            unlimited_done = Some(started.elapsed());
+        }
+    }
+    load.await??;
+    wait_for(
+        "the unlimited hook's deliveries",
+        Duration::from_secs(600),
+        || arrivals.delivered(1) >= n as u64,
+    )
+    .await?;
+    let unlimited_secs = unlimited_done.unwrap_or(started.elapsed()).as_secs_f64();
+    let mean = per_second.iter().sum::<f64>() / per_second.len().max(1) as f64;
+    let min = per_second.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = per_second.iter().copied().fold(0.0, f64::max);
+    Ok(Outcome {
+        scenario: "rate-limit".into(),
+        events: n,
+        delivered_per_s: Some(n as f64 / unlimited_secs),
+        note: format!(
+            "webhook hook limited to {LIMIT}/s: {mean:.1}/s mean, {min:.0} to {max:.0} per second over {seconds} s; deliver/s = the unlimited SQS hook of the same app"
+        ),
         ..Outcome::default()
     })
 }

@@ -62,6 +62,17 @@ pub fn prepare_event(
     now: Timestamp,
     max_bytes: usize,
 ) -> Result<PreparedEvent, String> {
+    prepare_event_with_id(raw, now, max_bytes, None)
+}
+
+/// [`prepare_event`], with the id an event without its own takes (a valid event id; a new UUID
+/// when `None`). An inlet passes the sender's delivery id, so a redelivery is a duplicate.
+pub fn prepare_event_with_id(
+    raw: &RawValue,
+    now: Timestamp,
+    max_bytes: usize,
+    default_id: Option<&str>,
+) -> Result<PreparedEvent, String> {
     let text = raw.get();
     if !text.starts_with('{') {
         return Err("must be a JSON object".into());
@@ -92,7 +103,10 @@ pub fn prepare_event(
                 "id must be a string of 1 to {MAX_EVENT_ID_LEN} printable ASCII characters without spaces"
             ));
         }
-        None => (uuid::Uuid::now_v7().to_string(), false),
+        None => (
+            default_id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
+            false,
+        ),
     };
     let mut prefix = String::new();
     if !id_given {

@@ -1,14 +1,18 @@
 //! Which events a hook receives: its `event_types`. Empty means every event, including types that
 //! do not exist yet (the seeds: "Not provided or empty array means subscribe to all existing and
 //! future events"). An entry ending in `*` matches by prefix, so `message.*` takes `message.new`
-//! and `message.updated`, and `*` alone takes everything.
+//! and `message.updated`, and `*` alone takes everything. A hook's content `filter`
+//! ([`ContentFilter`]) narrows it further.
 
-/// A compiled `event_types` list.
+use crate::ContentFilter;
+
+/// A compiled `event_types` list, with the hook's content filter if it has one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventFilter {
     exact: Vec<String>,
     prefixes: Vec<String>,
     all: bool,
+    content: Option<ContentFilter>,
 }
 
 impl EventFilter {
@@ -27,6 +31,22 @@ impl EventFilter {
         filter
     }
 
+    pub fn with_content(mut self, content: Option<ContentFilter>) -> Self {
+        self.content = content;
+        self
+    }
+
+    /// Whether the hook takes this event: its type, then (only then, as it costs reading the
+    /// JSON) its content.
+    pub fn matches_event(&self, event_type: &str, payload: &[u8]) -> bool {
+        self.matches(event_type)
+            && self
+                .content
+                .as_ref()
+                .is_none_or(|c| c.matches_json(payload))
+    }
+
+    /// Whether the hook takes events of this type (its content filter aside).
     pub fn matches(&self, event_type: &str) -> bool {
         self.all
             || self.exact.iter().any(|t| t == event_type)

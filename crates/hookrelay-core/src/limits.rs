@@ -22,3 +22,6 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
 /// Most hooks one app may have; keeps one PATCH (and one app's dispatch work) bounded.
 pub const MAX_HOOKS_PER_APP: usize = 100;
+
+/// The highest per-hook `rate_limit`, in events per second (far above what one hook can take).
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;

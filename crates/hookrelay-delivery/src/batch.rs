@@ -1,17 +1,21 @@
 //! Packing events into destination batches: pure functions, no I/O.
 
 /// The message attributes every SQS/SNS message carries, by name. Consumers de-duplicate on
-/// `event_id`, route on `event_type` (SNS filter policies), and verify origin with `X-Signature`.
+/// `event_id`, route on `event_type` (SNS filter policies), and verify origin with the hook's
+/// signature attributes (`signing`).
 pub const ATTR_EVENT_TYPE: &str = "event_type";
 pub const ATTR_EVENT_ID: &str = "event_id";
-pub const ATTR_SIGNATURE: &str = "X-Signature";
 /// Every attribute is a `String`.
 const STRING_TYPE: &str = "String";
-/// Hex of an HMAC-SHA256.
-const SIGNATURE_HEX_LEN: usize = 64;
 
 /// The size AWS counts for a message: body plus, per attribute, its name, data type and value.
-pub fn aws_message_size(body_len: usize, event_type: &str, event_id: &str) -> usize {
+/// `signature_bytes` is what the hook's signature attributes add (`Signer::attribute_bytes`).
+pub fn aws_message_size(
+    body_len: usize,
+    event_type: &str,
+    event_id: &str,
+    signature_bytes: usize,
+) -> usize {
     body_len
         + ATTR_EVENT_TYPE.len()
         + STRING_TYPE.len()
@@ -19,9 +23,7 @@ pub fn aws_message_size(body_len: usize, event_type: &str, event_id: &str) -> us
         + ATTR_EVENT_ID.len()
         + STRING_TYPE.len()
         + event_id.len()
-        + ATTR_SIGNATURE.len()
-        + STRING_TYPE.len()
-        + SIGNATURE_HEX_LEN
+        + signature_bytes
 }
 
 /// Splits items, in order, into batches of at most `max_entries` whose sizes add up to at most
@@ -93,16 +95,18 @@ mod tests {
 
     #[test]
     fn size_limit_counts_attributes() {
-        let overhead = aws_message_size(0, "message.new", "id-1");
+        let overhead = aws_message_size(0, "message.new", "id-1", 81);
         assert!(fits_aws(aws_message_size(
             AWS_MAX_MESSAGE_BYTES - overhead,
             "message.new",
-            "id-1"
+            "id-1",
+            81
         )));
         assert!(!fits_aws(aws_message_size(
             AWS_MAX_MESSAGE_BYTES - overhead + 1,
             "message.new",
-            "id-1"
+            "id-1",
+            81
         )));
         assert!(!fits_aws(300 * 1024));
     }

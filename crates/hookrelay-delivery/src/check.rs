@@ -4,7 +4,7 @@
 //! `SendMessage` of a `health.check` event. SNS: a `Publish` of the same event. The test message
 //! is a real delivery: consumers see an event of type `health.check` and can ignore it.
 
-use hookrelay_core::{Secret, Target, Timestamp};
+use hookrelay_core::{Target, Timestamp};
 use hookrelay_store::{App, StoredEvent};
 use serde_json::{Map, Value, json};
 
@@ -13,6 +13,7 @@ use crate::destinations::sns::SnsDestination;
 use crate::destinations::sqs::SqsDestination;
 use crate::destinations::{Destination, Outgoing, body_text};
 use crate::outcome::Outcome;
+use crate::signing::Signer;
 
 /// Why a check failed, in the shape of Stream's `CheckSQSResponse` / `CheckSNSResponse`.
 #[derive(Debug, Clone)]
@@ -70,6 +71,9 @@ fn health_check_id() -> String {
 /// Checks one SQS or SNS target with the app's signing secret.
 pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(), CheckFailure> {
     let event = health_check_event();
+    let signer = Signer::Stream {
+        app_secret: app.api_secret.clone(),
+    };
     match target {
         Target::Sqs {
             queue_url,
@@ -92,7 +96,7 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
             send_one(
                 &Destination::Sqs(dest),
                 &event,
-                &app.api_secret,
+                &signer,
                 "sending the message failed. ",
             )
             .await
@@ -109,7 +113,7 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
                 .publish()
                 .topic_arn(dest.topic_arn())
                 .message(body_text(&event));
-            for (name, value) in SnsDestination::attributes(&event, &app.api_secret)
+            for (name, value) in SnsDestination::attributes(&event, &signer, Timestamp::now())
                 .map_err(|e| CheckFailure::from_call("", &e))?
             {
                 publish = publish.message_attributes(name, value);
@@ -137,7 +141,7 @@ pub struct TestReport {
 }
 
 /// Sends a `health.check` event as one delivery attempt and reports what happened.
-pub async fn send_test_event(destination: &Destination, app_secret: &Secret) -> TestReport {
+pub async fn send_test_event(destination: &Destination, signer: &Signer) -> TestReport {
     let event = health_check_event();
     let outgoing = Outgoing {
         event: event.clone(),
@@ -145,7 +149,7 @@ pub async fn send_test_event(destination: &Destination, app_secret: &Secret) -> 
     };
     let started = std::time::Instant::now();
     let outcomes = destination
-        .send(std::slice::from_ref(&outgoing), app_secret)
+        .send(std::slice::from_ref(&outgoing), signer)
         .await;
     let latency = started.elapsed();
     let error = match outcomes.into_iter().next() {
@@ -166,7 +170,7 @@ pub async fn send_test_event(destination: &Destination, app_secret: &Secret) -> 
 async fn send_one(
     dest: &Destination,
     event: &StoredEvent,
-    secret: &Secret,
+    signer: &Signer,
     prefix: &str,
 ) -> Result<(), CheckFailure> {
     let outgoing = Outgoing {
@@ -174,7 +178,7 @@ async fn send_one(
         attempt: 1,
     };
     match dest
-        .send(std::slice::from_ref(&outgoing), secret)
+        .send(std::slice::from_ref(&outgoing), signer)
         .await
         .into_iter()
         .next()

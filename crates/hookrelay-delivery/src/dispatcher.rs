@@ -29,6 +29,7 @@ use crate::check::CheckFailure;
 use crate::destinations::webhook::{WebhookClient, WebhookSettings};
 use crate::destinations::{AppContext, Destination};
 use crate::retry::RetryPolicy;
+use crate::signing::Signer;
 use crate::stats::{HookStats, StatsRegistry};
 use crate::worker::Worker;
 
@@ -45,6 +46,8 @@ pub struct DeliverySettings {
     pub batches_in_flight: usize,
     /// Events read from the log per round.
     pub read_batch: usize,
+    /// Calls in a row that fail without an answer before a hook's circuit opens.
+    pub breaker_failures: u32,
     pub aws: AwsSettings,
     pub webhook: WebhookSettings,
 }
@@ -70,6 +73,7 @@ impl Default for DeliverySettings {
             },
             batches_in_flight: 16,
             read_batch: 1000,
+            breaker_failures: 5,
             aws: AwsSettings::default(),
             webhook: WebhookSettings::default(),
         }
@@ -113,7 +117,8 @@ impl DeliveryHandle {
     pub async fn test_hook(&self, app: &App, hook: &EventHook) -> crate::check::TestReport {
         let (_, context) = app_view(app);
         let destination = Destination::for_hook(&self.clients, &self.http, hook, &context).await;
-        crate::check::send_test_event(&destination, &app.api_secret).await
+        let signer = Signer::for_hook(hook, &app.api_secret);
+        crate::check::send_test_event(&destination, &signer).await
     }
 }
 
@@ -357,9 +362,9 @@ impl Dispatcher {
             let worker = Worker {
                 recorder,
                 app: app_id,
-                app_secret: app.api_secret.clone(),
+                signer: Signer::for_hook(&hook, &app.api_secret),
                 hook: hook.clone(),
-                filter: hook.filter(),
+                filter: hook.event_filter(),
                 destination,
                 store: self.store.clone(),
                 settings: self.settings.clone(),

@@ -9,7 +9,10 @@
 //!   that decide it from HTTP statuses, SQS/SNS entry errors and SDK errors.
 //! * `destinations/`: SQS and SNS (one module each), behind the [`destinations::Destination`] enum.
 //! * `aws`: client cache per region and credentials, and what an AWS error means.
+//! * `pace`: a hook's rate limit, its reaction to throttling (AIMD) and its circuit breaker.
 //! * `batch`, `retry`: pure functions for packing batches and scheduling retries.
+//! * `signing`: [`signing::Signer`], a hook's signature headers and attributes (Stream or
+//!   Standard Webhooks).
 //! * `stats`: live per-hook figures and every Prometheus metric name.
 //! * `check`: `check_sqs` / `check_sns`.
 
@@ -19,8 +22,10 @@ pub mod check;
 pub mod destinations;
 mod dispatcher;
 pub mod outcome;
+mod pace;
 pub mod retry;
 mod round;
+pub mod signing;
 pub mod stats;
 mod worker;
 

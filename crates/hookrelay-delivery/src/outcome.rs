@@ -61,6 +61,14 @@ impl Outcome {
         )
     }
 
+    /// Whether the destination said "too many requests" (HTTP 429, AWS throttling codes): the
+    /// hook lowers its rate (`pace`).
+    pub fn is_throttle(&self) -> bool {
+        self.error().is_some_and(|e| {
+            e.http_status == Some(429) || e.code.contains("Throttl") || e.code == "TooManyRequests"
+        })
+    }
+
     /// The error, when there is one.
     pub fn error(&self) -> Option<&CallError> {
         match self {
@@ -161,6 +169,25 @@ mod tests {
                 "{status:?}"
             );
         }
+    }
+
+    #[test]
+    fn throttling_is_recognised_in_every_dialect() {
+        assert!(classify_http_status(http(Some(429))).is_throttle());
+        assert!(!classify_http_status(http(Some(503))).is_throttle());
+        for code in [
+            "ThrottlingException",
+            "Throttling",
+            "Throttled",
+            "RequestThrottled",
+        ] {
+            assert!(
+                classify_entry_error(CallError::new(code, "")).is_throttle(),
+                "{code}"
+            );
+        }
+        assert!(!classify_entry_error(CallError::new("InternalError", "")).is_throttle());
+        assert!(!Outcome::Delivered.is_throttle());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use hookrelay_store::{
 };
 
 use crate::aws::CallError;
-use crate::batch::{aws_message_size, pack};
+use crate::batch::pack;
 use crate::destinations::BatchLimits;
 use crate::outcome::Outcome;
 use crate::retry::{Next, RetryPolicy};
@@ -38,8 +38,8 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    pub fn new(event: StoredEvent, prior: Option<(u32, Timestamp)>) -> Self {
-        let size = aws_message_size(event.payload.len(), &event.event_type, &event.id);
+    pub fn new(event: StoredEvent, prior: Option<(u32, Timestamp)>, limits: &BatchLimits) -> Self {
+        let size = limits.message_size(&event);
         Self { event, size, prior }
     }
 
@@ -67,40 +67,67 @@ pub(crate) struct Plan {
     pub max_bytes: usize,
 }
 
+/// How much a round may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// The destination was down (the hook's circuit is open): send one batch, to probe it.
+    pub probing: bool,
+    /// The most entries the hook's rate limit lets this round send; `None` = no limit.
+    pub budget: Option<usize>,
+}
+
+#[cfg(test)]
+impl Shape {
+    pub const FULL: Shape = Shape {
+        probing: false,
+        budget: None,
+    };
+    pub const PROBE: Shape = Shape {
+        probing: true,
+        budget: None,
+    };
+}
+
 /// Plans a round: the due retries and the new events the filter takes, too-large ones set
 /// apart, packed into batches. A probing round (the destination was down) sends only its first
 /// batch, made from the head of the log when there is anything new: the retry set may be made of
-/// entries the destination refused, which say nothing about whether it is back.
+/// entries the destination refused, which say nothing about whether it is back. Entries beyond
+/// the rate limit's budget are held for a later round.
 pub(crate) fn plan(
     due: Vec<DueRetry>,
     events: Vec<StoredEvent>,
     filter: &EventFilter,
     limits: BatchLimits,
-    probing: bool,
+    shape: Shape,
 ) -> Plan {
     let last_read = events.last().map(|e| e.seq);
     let retries = due
         .into_iter()
-        .map(|d| Item::new(d.event, Some((d.attempts, d.first_failed_at))));
+        .map(|d| Item::new(d.event, Some((d.attempts, d.first_failed_at)), &limits));
     let new = events
         .into_iter()
-        .filter(|e| filter.matches(&e.event_type))
-        .map(|e| Item::new(e, None));
-    let ordered: Vec<Item> = if probing {
+        .filter(|e| filter.matches_event(&e.event_type, &e.payload))
+        .map(|e| Item::new(e, None, &limits));
+    let mut ordered: Vec<Item> = if shape.probing {
         let new: Vec<Item> = new.collect();
         new.into_iter().chain(retries).collect()
     } else {
         retries.chain(new).collect()
     };
+    let over_budget = match shape.budget {
+        Some(budget) if ordered.len() > budget => ordered.split_off(budget),
+        _ => Vec::new(),
+    };
     let (too_large, sendable): (Vec<Item>, Vec<Item>) = ordered
         .into_iter()
         .partition(|i| limits.size_limited && i.size > limits.max_bytes);
     let mut batches = pack(sendable, |i| i.size, limits.max_entries, limits.max_bytes);
-    let held = if probing && batches.len() > 1 {
+    let mut held = if shape.probing && batches.len() > 1 {
         batches.drain(1..).flatten().collect()
     } else {
         Vec::new()
     };
+    held.extend(over_budget);
     Plan {
         batches,
         held,
@@ -351,6 +378,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::signing::SignatureSize;
 
     const HOOK: &str = "h";
 
@@ -378,6 +406,7 @@ mod tests {
             max_entries: 10,
             max_bytes: 256 * 1024,
             size_limited: true,
+            signature: SignatureSize::default(),
         }
     }
 
@@ -386,6 +415,7 @@ mod tests {
             max_entries: 1,
             max_bytes: usize::MAX,
             size_limited: false,
+            signature: SignatureSize::default(),
         }
     }
 
@@ -472,7 +502,7 @@ mod tests {
         let p = policy();
         // 3 refused retry entries, one new good event: everything settles, the cursor moves.
         let due = vec![retry_of(1, 1), retry_of(2, 2), retry_of(3, 2)];
-        let planned = plan(due, vec![event(4, 10)], &all(), webhook(), false);
+        let planned = plan(due, vec![event(4, 10)], &all(), webhook(), Shape::FULL);
         let s = run(planned, 3, rules(&p, false, true), |i| {
             if i.event.seq == 4 {
                 Outcome::Delivered
@@ -497,7 +527,7 @@ mod tests {
             vec![event(1, 10), event(2, 10)],
             &all(),
             webhook(),
-            false,
+            Shape::FULL,
         );
         let s = run(planned, 0, rules(&p, false, true), |_| refused());
         assert!(s.back_off.is_none());
@@ -508,7 +538,7 @@ mod tests {
     #[test]
     fn denied_addresses_are_dead_letters_at_once() {
         let p = policy();
-        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), false);
+        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), Shape::FULL);
         let s = run(planned, 0, rules(&p, false, true), |_| {
             Outcome::Denied(err("denied"))
         });
@@ -520,7 +550,7 @@ mod tests {
     fn a_down_aws_destination_records_nothing_and_backs_off() {
         let p = policy();
         let events: Vec<_> = (1..=25).map(|s| event(s, 10)).collect();
-        let planned = plan(vec![retry_of(0, 1)], events, &all(), aws(), false);
+        let planned = plan(vec![retry_of(0, 1)], events, &all(), aws(), Shape::FULL);
         assert_eq!(planned.batches.len(), 3);
         let s = run(planned, 0, rules(&p, false, false), |_| {
             Outcome::DestinationDown(err("AccessDenied"))
@@ -536,7 +566,7 @@ mod tests {
     #[test]
     fn a_down_webhook_counts_its_attempts() {
         let p = policy();
-        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), false);
+        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), Shape::FULL);
         let s = run(planned, 0, rules(&p, false, true), |_| {
             Outcome::Retry(err("HTTP 503"))
         });
@@ -553,7 +583,7 @@ mod tests {
             vec![event(5, 10), event(6, 10)],
             &all(),
             webhook(),
-            true,
+            Shape::PROBE,
         );
         assert_eq!(planned.batches.len(), 1);
         assert_eq!(planned.batches[0][0].event.seq, 5, "the probe is new");
@@ -568,7 +598,7 @@ mod tests {
     fn fifo_stops_at_a_failure_and_resends_from_the_log() {
         let p = policy();
         let events: Vec<_> = (1..=3).map(|s| event(s, 10)).collect();
-        let planned = plan(vec![], events, &all(), aws(), false);
+        let planned = plan(vec![], events, &all(), aws(), Shape::FULL);
         let s = run(planned, 0, rules(&p, true, false), |i| {
             if i.event.seq == 2 {
                 Outcome::Retry(err("InternalError"))
@@ -588,7 +618,7 @@ mod tests {
     fn unsent_batches_hold_the_cursor() {
         let p = policy();
         let events: Vec<_> = (1..=20).map(|s| event(s, 10)).collect();
-        let mut planned = plan(vec![], events, &all(), aws(), false);
+        let mut planned = plan(vec![], events, &all(), aws(), Shape::FULL);
         let second = planned.batches.pop().unwrap();
         let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
         sent.unsent.push(second);
@@ -600,7 +630,7 @@ mod tests {
     fn sends_dropped_mid_flight_are_sent_again() {
         let p = policy();
         let events: Vec<_> = (1..=30).map(|s| event(s, 10)).collect();
-        let mut planned = plan(vec![], events, &all(), aws(), false);
+        let mut planned = plan(vec![], events, &all(), aws(), Shape::FULL);
         let in_flight = planned.batches.split_off(1); // batches 2 and 3 were in flight
         let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
         sent.abandoned_from = in_flight.iter().flatten().map(|i| i.event.seq).min();
@@ -619,14 +649,14 @@ mod tests {
         let events = vec![event(1, big), event(2, 10), event(3, big)];
         // Down: nothing sent gets through. Event 1 is before the first waiting event, so it is
         // dead-lettered now; event 3 is after it, so it waits to be planned again.
-        let planned = plan(vec![], events.clone(), &all(), aws(), false);
+        let planned = plan(vec![], events.clone(), &all(), aws(), Shape::FULL);
         let s = run(planned, 0, rules(&p, false, false), |_| {
             Outcome::DestinationDown(err("NonExistentQueue"))
         });
         assert_eq!(dead(&s), vec![(1, "too_large")]);
         assert_eq!(s.progress.cursor, Some(1));
         // The next round starts after 1: the destination is back, 3 is dead-lettered, once.
-        let planned = plan(vec![], events[1..].to_vec(), &all(), aws(), false);
+        let planned = plan(vec![], events[1..].to_vec(), &all(), aws(), Shape::FULL);
         let s = run(planned, 1, rules(&p, false, false), |_| Outcome::Delivered);
         assert_eq!(dead(&s), vec![(3, "too_large")]);
         assert_eq!(s.progress.cursor, Some(3));
@@ -643,7 +673,7 @@ mod tests {
         let p = policy();
         let mut due = retry_of(7, 0);
         due.event = event(7, 300 * 1024);
-        let planned = plan(vec![due], vec![], &all(), aws(), false);
+        let planned = plan(vec![due], vec![], &all(), aws(), Shape::FULL);
         assert!(planned.batches.is_empty());
         let s = run(planned, 9, rules(&p, false, false), |_| Outcome::Delivered);
         assert_eq!(dead(&s), vec![(7, "too_large")]);
@@ -655,7 +685,7 @@ mod tests {
             window: Duration::from_secs(1),
             ..policy()
         };
-        let planned = plan(vec![retry_of(1, 4)], vec![], &all(), webhook(), false);
+        let planned = plan(vec![retry_of(1, 4)], vec![], &all(), webhook(), Shape::FULL);
         let s = run(planned, 1, rules(&p, false, true), |_| {
             Outcome::Retry(err("HTTP 500"))
         });
@@ -665,7 +695,7 @@ mod tests {
     #[test]
     fn retry_after_wins_within_the_cap() {
         let p = policy();
-        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), false);
+        let planned = plan(vec![], vec![event(1, 10)], &all(), webhook(), Shape::FULL);
         let s = run(planned, 0, rules(&p, false, true), |_| {
             Outcome::Retry(CallError {
                 retry_after: Some(Duration::from_secs(120)),
@@ -685,10 +715,59 @@ mod tests {
             vec![event(1, 10), event(2, 10)],
             &filter,
             aws(),
-            false,
+            Shape::FULL,
         );
         assert!(planned.batches.is_empty());
         let s = run(planned, 0, rules(&p, false, false), |_| Outcome::Delivered);
         assert_eq!(s.progress.cursor, Some(2));
+    }
+
+    #[test]
+    fn a_rate_limit_budget_holds_the_rest_and_the_cursor_stops_before_them() {
+        let p = policy();
+        let events: Vec<StoredEvent> = (1..=5).map(|seq| event(seq, 10)).collect();
+        let shape = Shape {
+            probing: false,
+            budget: Some(2),
+        };
+        let planned = plan(vec![retry_of(0, 1)], events, &all(), webhook(), shape);
+        assert_eq!(planned.batches.len(), 2, "the retry and one new event");
+        assert_eq!(planned.held.len(), 4);
+        let s = run(planned, 0, rules(&p, false, true), |_| Outcome::Delivered);
+        assert_eq!(s.progress.cursor, Some(1), "events 2 to 5 wait in the log");
+    }
+
+    #[test]
+    fn the_content_filter_reads_each_events_json() {
+        let p = policy();
+        let with = |seq: Seq, role: &str| StoredEvent {
+            payload: format!(
+                r#"{{"type":"message.new","message":{{"user":{{"role":"{role}"}}}}}}"#
+            )
+            .into_bytes()
+            .into(),
+            ..event(seq, 0)
+        };
+        let content = hookrelay_core::ContentFilter::compile(
+            serde_json::json!({"message.user.role": ["admin", "moderator"]}),
+        )
+        .unwrap();
+        let filter = EventFilter::new(&[]).with_content(Some(content));
+        let planned = plan(
+            vec![],
+            vec![with(1, "user"), with(2, "admin"), with(3, "guest")],
+            &filter,
+            webhook(),
+            Shape::FULL,
+        );
+        let sent: Vec<Seq> = planned
+            .batches
+            .iter()
+            .flatten()
+            .map(|i| i.event.seq)
+            .collect();
+        assert_eq!(sent, vec![2]);
+        let s = run(planned, 0, rules(&p, false, true), |_| Outcome::Delivered);
+        assert_eq!(s.progress.cursor, Some(3), "filtered-out events are passed");
     }
 }

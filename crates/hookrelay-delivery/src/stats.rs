@@ -43,12 +43,25 @@ pub struct HookStats {
     pub destination_down: AtomicU64,
     /// Dead letters by reason, in [`DeadLetterReason::ALL`] order.
     pub dead_lettered_by_reason: [AtomicU64; DeadLetterReason::ALL.len()],
+    /// The hook's circuit breaker is open: it sends one probe at a time.
+    pub circuit_open: AtomicBool,
+    /// The rate in force (limit, or lower while throttled), in thousandths of an event per
+    /// second; 0 = unlimited.
+    pub rate_milli: AtomicU64,
     /// Milliseconds since the epoch; 0 = never.
     pub last_success_ms: AtomicI64,
     pub last_error: Mutex<Option<LastError>>,
 }
 
 impl HookStats {
+    /// The rate in force, events per second; `None` = unlimited.
+    pub fn rate(&self) -> Option<f64> {
+        match self.rate_milli.load(Ordering::Relaxed) {
+            0 => None,
+            milli => Some(milli as f64 / 1000.0),
+        }
+    }
+
     pub fn last_success(&self) -> Option<Timestamp> {
         match self.last_success_ms.load(Ordering::Relaxed) {
             0 => None,
@@ -116,6 +129,15 @@ impl HookRecorder {
         self.stats.backing_off.store(true, Ordering::Relaxed);
         self.set_last_error(error);
         self.stats.destination_down.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The hook's pace: the rate in force and whether its circuit is open.
+    pub fn pace(&self, rate: Option<f64>, circuit_open: bool) {
+        let milli = rate.map_or(0, |r| ((r * 1000.0) as u64).max(1));
+        self.stats.rate_milli.store(milli, Ordering::Relaxed);
+        self.stats
+            .circuit_open
+            .store(circuit_open, Ordering::Relaxed);
     }
 
     pub fn destination_up(&self) {
@@ -199,7 +221,7 @@ pub fn render_hook_metrics(hooks: &[HookSeries<'_>], out: &mut String) {
                 .map_or(0, |s| f(s).load(Ordering::Relaxed))
         }
     }
-    let families: [(&str, &str, &str, Value); 8] = [
+    let families: [(&str, &str, &str, Value); 10] = [
         (
             "hookrelay_delivered_total",
             "counter",
@@ -253,6 +275,32 @@ pub fn render_hook_metrics(hooks: &[HookSeries<'_>], out: &mut String) {
             "gauge",
             "Events of the app after the hook's cursor (counted up to 10,000).",
             |h| vec![(None, h.lag_events)],
+        ),
+        (
+            "hookrelay_hook_circuit_open",
+            "gauge",
+            "1 while the hook's circuit breaker is open (one probe at a time).",
+            |h| {
+                let open = h
+                    .stats
+                    .as_deref()
+                    .is_some_and(|s| s.circuit_open.load(Ordering::Relaxed));
+                vec![(None, u64::from(open))]
+            },
+        ),
+        (
+            "hookrelay_hook_rate_limit_events_per_second",
+            "gauge",
+            "The rate in force for the hook (its rate_limit, lower while throttled); 0 = unlimited.",
+            |h| {
+                vec![(
+                    None,
+                    h.stats
+                        .as_deref()
+                        .and_then(HookStats::rate)
+                        .map_or(0, |r| r.round() as u64),
+                )]
+            },
         ),
         (
             "hookrelay_hook_retry_backlog",

@@ -8,14 +8,16 @@
 //! live in `round`, which is tested without a network.
 //!
 //! Between rounds: a round that settled as "destination down" makes the hook back off as a whole
-//! (doubling up to `hook_backoff_cap`, or the destination's `Retry-After`), and the next round is
-//! a probe of one batch.
+//! (doubling up to `hook_backoff_cap`, or the destination's `Retry-After`). How much each round
+//! may send is `pace`'s decision: the hook's rate limit (lowered while the destination
+//! throttles), and its circuit breaker, which makes every round a probe of one batch once the
+//! destination has failed enough calls in a row.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hookrelay_core::{EventFilter, EventHook, Secret, Timestamp};
+use hookrelay_core::{EventFilter, EventHook, Timestamp};
 use hookrelay_store::{AppId, Cursor, Lease, Seq, Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +26,9 @@ use crate::aws::CallError;
 use crate::destinations::{Destination, Outgoing};
 use crate::dispatcher::DeliverySettings;
 use crate::outcome::Outcome;
-use crate::round::{Item, Note, Sent, SettleRules, Settlement, plan, settle};
+use crate::pace::{Breaker, Budget, RateLimiter};
+use crate::round::{Item, Note, Sent, SettleRules, Settlement, Shape, plan, settle};
+use crate::signing::Signer;
 use crate::stats::HookRecorder;
 
 /// Retry entries taken per round.
@@ -34,7 +38,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
 pub(crate) struct Worker {
     pub app: AppId,
-    pub app_secret: Secret,
+    pub signer: Signer,
     pub hook: EventHook,
     pub filter: EventFilter,
     pub destination: Destination,
@@ -57,6 +61,14 @@ enum Round {
     DestinationDown(CallError),
     /// This node does not hold the hook's lease (any more): send nothing, wait to be stopped.
     NotOwner,
+    /// The rate limit (or a `Retry-After`) lets nothing go before this much time has passed.
+    Paced(Duration),
+}
+
+/// A hook's pace between rounds (see `pace`).
+struct Pace {
+    limiter: RateLimiter,
+    breaker: Breaker,
 }
 
 impl Worker {
@@ -66,6 +78,11 @@ impl Worker {
             return; // the hook was deleted before its worker started
         };
         let mut appended = self.store.subscribe_appends();
+        let mut pace = Pace {
+            limiter: RateLimiter::new(self.hook.rate_limit, Instant::now()),
+            breaker: Breaker::new(self.settings.breaker_failures),
+        };
+        self.recorder.pace(pace.limiter.rate(), false);
         let mut failures = 0u32;
         // A round whose outcome the store could not take (disk full, database away): it is
         // recorded before anything else is sent, so nothing delivered is sent again.
@@ -76,7 +93,7 @@ impl Worker {
             let mut listen = true;
             let result = match unrecorded.take() {
                 Some(held) => self.record(held, &mut cursor, &mut unrecorded).await,
-                None => self.round(&mut cursor, failures > 0, &mut unrecorded).await,
+                None => self.round(&mut cursor, &mut pace, &mut unrecorded).await,
             };
             if result.is_ok() {
                 store_failures = 0;
@@ -104,6 +121,10 @@ impl Worker {
                     tracing::warn!(hook_id = %hook_id, %error, failures, backoff_ms = delay.as_millis() as u64,
                         "destination failed every call; backing off");
                     delay
+                }
+                Ok(Round::Paced(wait)) => {
+                    listen = false;
+                    wait
                 }
                 Ok(Round::NotOwner) | Err(StoreError::NotOwner(_)) => {
                     // The lease lapsed or moved (this node was paused, or cut off from the
@@ -155,12 +176,18 @@ impl Worker {
     async fn round(
         &self,
         cursor: &mut Cursor,
-        probing: bool,
+        pace: &mut Pace,
         unrecorded: &mut Option<Settlement>,
     ) -> hookrelay_store::Result<Round> {
         if !self.store.lease(&self.hook.id).is_held() {
             return Ok(Round::NotOwner);
         }
+        let budget = match pace.limiter.budget(Instant::now()) {
+            Budget::Wait(wait) => return Ok(Round::Paced(wait)),
+            Budget::Entries(n) => Some(n),
+            Budget::Unlimited => None,
+        };
+        let probing = pace.breaker.is_open();
         // A rewind (replay since) changes the stored cursor under a new epoch: adopt it.
         match self.store.cursor(&self.hook.id).await? {
             Some(stored) if stored.epoch != cursor.epoch => *cursor = stored,
@@ -179,13 +206,9 @@ impl Worker {
         if due.is_empty() && events.is_empty() {
             return Ok(Round::Idle);
         }
-        let mut plan = plan(
-            due,
-            events,
-            &self.filter,
-            self.destination.limits(),
-            probing,
-        );
+        let shape = Shape { probing, budget };
+        let limits = self.destination.limits(&self.signer);
+        let mut plan = plan(due, events, &self.filter, limits, shape);
         let fifo = self.destination.is_fifo();
         let in_flight = if fifo || probing {
             1
@@ -193,12 +216,15 @@ impl Worker {
             self.settings.in_flight_for(&self.destination)
         };
         let batches = std::mem::take(&mut plan.batches);
+        pace.limiter
+            .spend(batches.iter().map(Vec::len).sum(), Instant::now());
         let Some(sent) = self.send_all(batches, in_flight, fifo, cursor.epoch).await else {
             return Ok(Round::DestinationDown(CallError::new(
                 "internal",
                 "a send task died",
             )));
         };
+        self.adjust_pace(pace, &sent);
         let rules = SettleRules {
             fifo,
             counts_attempts: self.destination.counts_attempts(),
@@ -214,6 +240,33 @@ impl Worker {
             now,
         );
         self.record(settlement, cursor, unrecorded).await
+    }
+
+    /// Tells the pace what the destination did with this round's calls.
+    fn adjust_pace(&self, pace: &mut Pace, sent: &Sent) {
+        let now = Instant::now();
+        let answered = sent
+            .results
+            .iter()
+            .filter(|(_, outcomes)| outcomes.iter().any(Outcome::destination_answered))
+            .count();
+        pace.breaker.record(sent.results.len(), answered);
+        let throttle = sent
+            .results
+            .iter()
+            .flat_map(|(_, outcomes)| outcomes)
+            .find(|o| o.is_throttle());
+        match throttle {
+            Some(o) => {
+                let retry_after = o.error().and_then(|e| e.retry_after);
+                pace.limiter.throttle(now, retry_after);
+                tracing::info!(hook_id = %self.hook.id, rate = pace.limiter.rate(), "destination throttled the hook; lowering its rate");
+            }
+            None if answered > 0 => pace.limiter.recover(now),
+            None => {}
+        }
+        self.recorder
+            .pace(pace.limiter.rate(), pace.breaker.is_open());
     }
 
     /// Records a round's progress. If the store cannot take it, the settlement is kept in
@@ -301,7 +354,7 @@ impl Worker {
                     .min();
                 launched.insert(index, (batch.len(), first_new));
                 let dest = self.destination.clone();
-                let secret = self.app_secret.clone();
+                let signer = self.signer.clone();
                 let hook_id = self.hook.id.clone();
                 self.recorder.sending(batch.len());
                 tasks.spawn(async move {
@@ -314,7 +367,7 @@ impl Worker {
                         .collect();
                     let started = Timestamp::now();
                     let result =
-                        within_lease(lease, outgoing.len(), dest.send(&outgoing, &secret)).await;
+                        within_lease(lease, outgoing.len(), dest.send(&outgoing, &signer)).await;
                     if result.contains(&Outcome::Delivered) {
                         // One line per batch (debug level): the multi-node tests read these to
                         // prove that no two nodes ever deliver the same hook at once.

@@ -125,8 +125,14 @@ pub trait Store: Send + Sync + 'static {
     async fn app_by_id(&self, id: AppId) -> Result<Option<App>>;
     /// Replaces the app's stored settings (the `PATCH /app` fields other than `event_hooks`).
     async fn update_app_settings(&self, id: AppId, settings: AppSettings) -> Result<()>;
-    /// Replaces the app's API secret (the old one stops authenticating at once).
-    async fn set_api_secret(&self, id: AppId, api_secret: &Secret) -> Result<()>;
+    /// Replaces the app's API secret. The old one stops authenticating at once, or, with
+    /// `keep_previous_until`, keeps authenticating until then (a rotation window).
+    async fn set_api_secret(
+        &self,
+        id: AppId,
+        api_secret: &Secret,
+        keep_previous_until: Option<Timestamp>,
+    ) -> Result<()>;
     /// Deletes the app with its hooks, their pending work and dead letters, and its events.
     /// False when there was no such app.
     async fn delete_app(&self, id: AppId) -> Result<bool>;

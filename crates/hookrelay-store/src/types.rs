@@ -18,9 +18,21 @@ pub struct App {
     pub name: String,
     pub api_key: String,
     pub api_secret: Secret,
+    /// The secret `api_secret` replaced, and until when it still authenticates API calls.
+    pub previous_api_secret: Option<(Secret, Timestamp)>,
     pub settings: AppSettings,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl App {
+    /// The replaced API secret, while its rotation window lasts at `now`.
+    pub fn previous_secret_at(&self, now: Timestamp) -> Option<&Secret> {
+        self.previous_api_secret
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|(secret, _)| secret)
+    }
 }
 
 /// The app settings a client set through `PATCH /app`, other than `event_hooks`. Plain fields are

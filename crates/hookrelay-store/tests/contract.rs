@@ -40,7 +40,7 @@ fn hook(id: &str, enabled: bool, types: &[&str]) -> EventHook {
     });
     match parse_hook_request(&v, false, |_| None, &HookRules::default(), Timestamp::now()).unwrap()
     {
-        HookRequest::Upsert(h) => h,
+        HookRequest::Upsert(h) => *h,
         HookRequest::Delete(_) => unreachable!(),
     }
 }
@@ -137,6 +137,32 @@ async fn replace_hooks_orders_deletes_and_places_cursors(backend: impl Backend) 
         "order, fields and secrets are kept"
     );
     assert_eq!(got[0].secret().unwrap().expose(), "shh");
+
+    // hookrelay's own fields, and the signing secrets kept apart, encrypted, with the AWS one.
+    let mut signed = hook("hook-s", true, &[]);
+    signed.rate_limit = Some(100);
+    signed.signature = hookrelay_core::sign::SignatureScheme::Standard;
+    signed.filter = Some(
+        hookrelay_core::ContentFilter::compile(json!({"channel_type": ["messaging"]})).unwrap(),
+    );
+    signed.signing.current = Some(Secret::new("whsec_bmV3LXNpZ25pbmcta2V5LTEyMzQ1Njc4"));
+    signed.signing.previous = Some((
+        Secret::new("whsec_b2xkLXNpZ25pbmcta2V5LTEyMzQ1Njc4"),
+        Timestamp::from_millis(1_900_000_000_000),
+    ));
+    store
+        .replace_hooks(app, vec![b.clone(), a.clone(), signed.clone()])
+        .await
+        .unwrap();
+    let got = store.hooks(app).await.unwrap();
+    assert_eq!(got[2], signed);
+    assert_eq!(got[2].secret().unwrap().expose(), "shh");
+    let raw = backend.raw_contents().await;
+    assert!(!raw.windows(20).any(|w| w == b"whsec_bmV3LXNpZ25pbm"));
+    store
+        .replace_hooks(app, vec![b.clone(), a.clone()])
+        .await
+        .unwrap();
     // New hooks start at the head: e1 is not theirs.
     assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), Some(1));
 
@@ -502,11 +528,23 @@ async fn an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds(backend: 
         .unwrap();
 
     store
-        .set_api_secret(app, &Secret::new("rotated"))
+        .set_api_secret(app, &Secret::new("rotated"), None)
         .await
         .unwrap();
     let stored = store.app_by_id(app).await.unwrap().unwrap();
     assert_eq!(stored.api_secret.expose(), "rotated");
+    assert!(stored.previous_api_secret.is_none());
+    // A rotation with a window keeps the replaced secret, until its end.
+    let until = Timestamp::now().saturating_add_millis(60_000);
+    store
+        .set_api_secret(app, &Secret::new("rotated-again"), Some(until))
+        .await
+        .unwrap();
+    let stored = store.app_by_id(app).await.unwrap().unwrap();
+    assert_eq!(stored.api_secret.expose(), "rotated-again");
+    let (previous, kept_until) = stored.previous_api_secret.unwrap();
+    assert_eq!(previous.expose(), "rotated");
+    assert_eq!(kept_until.millis(), until.millis());
 
     assert!(store.delete_app(app).await.unwrap());
     assert!(!store.delete_app(app).await.unwrap(), "already gone");

@@ -88,8 +88,12 @@ enum AppsCommand {
         json: bool,
     },
     /// Give the app a new, generated API secret on a running server and print it once. The old
-    /// secret stops working at once (within seconds on other nodes).
+    /// secret stops working at once (within seconds on other nodes), or after `--keep-previous`.
     RotateSecret {
+        /// Let the old secret keep authenticating for this long (e.g. "24h"), so clients can
+        /// move to the new one without an outage. Deliveries are signed with the new one at once.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        keep_previous: Option<std::time::Duration>,
         #[command(flatten)]
         remote: crate::client::Remote,
     },
@@ -164,7 +168,10 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 
 async fn apps(config: Config, cmd: AppsCommand) -> anyhow::Result<()> {
     match cmd {
-        AppsCommand::RotateSecret { remote } => crate::client::rotate_secret(remote).await?,
+        AppsCommand::RotateSecret {
+            keep_previous,
+            remote,
+        } => crate::client::rotate_secret(remote, keep_previous).await?,
         AppsCommand::Delete { remote, yes } => crate::client::delete_app(remote, yes).await?,
         AppsCommand::Create { name } => {
             let store = crate::store::open(&config).await?;

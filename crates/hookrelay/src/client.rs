@@ -561,14 +561,26 @@ pub async fn dead_letters(cmd: DeadLettersCommand) -> anyhow::Result<()> {
     }
 }
 
-pub async fn rotate_secret(remote: Remote) -> anyhow::Result<()> {
+pub async fn rotate_secret(
+    remote: Remote,
+    keep_previous: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
     let secret = crate::keys::new_api_secret();
     let key = remote.api_key.clone();
-    Client::new(remote)?
-        .post("/v1/app/secret", json!({"api_secret": secret}))
+    let keep = keep_previous.map_or(0, |d| d.as_secs());
+    let answer = Client::new(remote)?
+        .post(
+            "/v1/app/secret",
+            json!({"api_secret": secret, "keep_previous_seconds": keep}),
+        )
         .await?;
     out!("new api secret of app {key}: {secret}");
-    out!("(the old secret no longer works; the new one is not shown again)");
+    match answer["previous_secret_valid_until"].as_str() {
+        Some(until) => {
+            out!("(the old secret keeps working until {until}; the new one is not shown again)")
+        }
+        None => out!("(the old secret no longer works; the new one is not shown again)"),
+    }
     Ok(())
 }
 

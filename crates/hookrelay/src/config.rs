@@ -215,6 +215,12 @@ pub struct Delivery {
     pub batches_in_flight: usize,
     /// Events a hook reads from the log per round.
     pub read_batch: usize,
+    /// Calls in a row that fail without an answer (no connection, timeouts, 5xx, 429) before a
+    /// hook's circuit opens and it sends one probe at a time.
+    pub breaker_failures: u32,
+    /// How long a replaced `webhook_secret` keeps signing beside the new one.
+    #[serde(with = "humantime_serde")]
+    pub secret_rotation_window: Duration,
 }
 
 impl Default for Delivery {
@@ -226,6 +232,8 @@ impl Default for Delivery {
             hook_backoff_cap: Duration::from_secs(60),
             batches_in_flight: 16,
             read_batch: 1000,
+            breaker_failures: 5,
+            secret_rotation_window: hookrelay_core::hook::input::DEFAULT_SECRET_ROTATION_WINDOW,
         }
     }
 }

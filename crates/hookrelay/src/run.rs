@@ -67,6 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), limits, delivery, metrics)
         .with_hook_rules(HookRules {
             aws_endpoints: aws_endpoints(&config),
+            secret_rotation_window: config.delivery.secret_rotation_window,
         })
         .with_metrics_token(metrics_token);
     let router = hookrelay_api::router(state);
@@ -143,6 +144,7 @@ fn delivery_settings(config: &Config) -> anyhow::Result<DeliverySettings> {
         },
         batches_in_flight: d.batches_in_flight,
         read_batch: d.read_batch,
+        breaker_failures: d.breaker_failures,
         aws,
         webhook: WebhookSettings {
             timeout: config.webhook.timeout,
@@ -357,6 +359,7 @@ mod tests {
             name: "default".into(),
             api_key: key.into(),
             api_secret: Secret::new(secret),
+            previous_api_secret: None,
             settings: Default::default(),
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),

@@ -161,8 +161,8 @@ fn new_hook_list(
         match request {
             HookRequest::Delete(id) => result.retain(|h| h.id != id),
             HookRequest::Upsert(hook) => match result.iter_mut().find(|h| h.id == hook.id) {
-                Some(slot) => *slot = hook,
-                None => result.push(hook),
+                Some(slot) => *slot = *hook,
+                None => result.push(*hook),
             },
         }
     }

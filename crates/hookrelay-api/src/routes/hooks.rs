@@ -8,6 +8,7 @@
 //! * `POST /v1/hooks/{id}/dead_letters/replay` (`{"event_ids": [...]}` or all): back into delivery;
 //!   the answer lists the asked ids that matched no dead letter (`not_found`).
 //! * `POST /v1/hooks/{id}/test`: send one `health.check` event and report what the destination said.
+//! * `GET /v1/hooks/{id}/signing_secret`: the hook's Standard Webhooks secret(s), in clear.
 
 use std::sync::atomic::Ordering;
 
@@ -62,10 +63,15 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
     let backing_off = stats
         .as_ref()
         .is_some_and(|s| s.backing_off.load(Ordering::Relaxed));
+    let circuit_open = stats
+        .as_ref()
+        .is_some_and(|s| s.circuit_open.load(Ordering::Relaxed));
     let state_name = if !hook.enabled {
         "disabled"
     } else if record.paused {
         "paused"
+    } else if circuit_open {
+        "open"
     } else if backing_off {
         "backing_off"
     } else if backlog.retries > 0 {
@@ -99,6 +105,9 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
         "dropped": load(|s| s.dropped.load(Ordering::Relaxed)),
         "last_success_at": stats.as_ref().and_then(|s| s.last_success()).map(|t| t.to_rfc3339()),
         "last_error": last_error,
+        // The hook's `rate_limit`, and the rate in force (lower while the destination throttles).
+        "rate_limit": hook.rate_limit,
+        "current_rate": stats.as_ref().and_then(|s| s.rate()),
     }))
 }
 
@@ -237,4 +246,33 @@ pub async fn test(
         }),
     };
     Ok(Json(body))
+}
+
+/// `GET /v1/hooks/{id}/signing_secret`: the hook's Standard Webhooks secrets in clear, for the
+/// hook's owner to configure its verifier (every other answer masks them). 404 when the hook has
+/// none (it signs with the app's API secret).
+pub async fn signing_secret(
+    State(state): State<AppState>,
+    AppAuth(app): AppAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = record(&state, &app, id).await?;
+    let signing = &record.hook.signing;
+    let Some(current) = &signing.current else {
+        return Err(ApiError::not_found(
+            "this hook has no webhook_secret: set webhook_signature to standard to get one",
+        ));
+    };
+    let now = Timestamp::now();
+    let previous = signing
+        .previous
+        .as_ref()
+        .filter(|(_, until)| *until > now)
+        .map(|(s, until)| json!({"webhook_secret": s.expose(), "valid_until": until.to_rfc3339()}));
+    Ok(Json(json!({
+        "webhook_signature": record.hook.signature.as_str(),
+        "webhook_secret": current.expose(),
+        "previous": previous,
+        "duration": duration(),
+    })))
 }

@@ -8,4 +8,5 @@ pub mod events;
 pub mod health;
 pub mod hook_events;
 pub mod hooks;
+pub mod inlet;
 pub mod metrics;

@@ -7,10 +7,14 @@
 
 use serde_json::{Map, Value};
 
-use super::{AwsAuth, EventHook, HookId, QueueUrl, Region, RoleArn, Target, TopicArn, WebhookUrl};
-use crate::limits::{MAX_EVENT_TYPE_LEN, MAX_EVENT_TYPES_PER_HOOK};
+use super::{
+    AwsAuth, EventHook, HookId, QueueUrl, Region, RoleArn, SigningSecrets, Target, TopicArn,
+    WebhookUrl,
+};
+use crate::limits::{MAX_EVENT_TYPE_LEN, MAX_EVENT_TYPES_PER_HOOK, MAX_RATE_LIMIT};
 use crate::secret::MASK;
-use crate::{Secret, Timestamp};
+use crate::sign::{SignatureScheme, generate_whsec, whsec_key};
+use crate::{ContentFilter, Secret, Timestamp};
 
 /// A refused field: `field` is the path inside the hook (`sqs_region`), `reason` completes the
 /// sentence "<field>: <reason>".
@@ -40,7 +44,7 @@ impl FieldError {
 #[derive(Debug)]
 pub enum HookRequest {
     /// Create or update this hook.
-    Upsert(EventHook),
+    Upsert(Box<EventHook>),
     /// `"delete": true` in explicit-deletion mode: remove the hook with this id.
     Delete(HookId),
 }
@@ -140,12 +144,27 @@ pub fn wire_hook_id(id: &str) -> Result<HookId, super::NameError> {
 
 const PRODUCTS: &[&str] = &["all", "chat", "video", "moderation", "feeds"];
 
-/// What a hook may point at, from the server's configuration.
-#[derive(Debug, Clone, Default)]
+/// What a hook may point at, and how its secrets rotate, from the server's configuration.
+#[derive(Debug, Clone)]
 pub struct HookRules {
     /// The server's AWS endpoint overrides (`aws.endpoint_url`, `AWS_ENDPOINT_URL`,
     /// `AWS_ENDPOINT_URL_SQS`): an emulator's queue URL is accepted only when one points at it.
     pub aws_endpoints: Vec<String>,
+    /// How long a replaced `webhook_secret` keeps signing beside the new one.
+    pub secret_rotation_window: std::time::Duration,
+}
+
+/// Receivers get a day to deploy a new signing secret before the old one stops signing.
+pub const DEFAULT_SECRET_ROTATION_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
+impl Default for HookRules {
+    fn default() -> Self {
+        Self {
+            aws_endpoints: Vec::new(),
+            secret_rotation_window: DEFAULT_SECRET_ROTATION_WINDOW,
+        }
+    }
 }
 
 /// Reads one wire hook. `stored` finds an existing hook by id; it supplies `created_at` and, when
@@ -187,7 +206,8 @@ pub fn parse_hook_request(
             format!("must be one of {}", PRODUCTS.join(", ")),
         ));
     }
-    Ok(HookRequest::Upsert(EventHook {
+    let own = parse_own_fields(obj, existing.as_ref(), rules, now)?;
+    Ok(HookRequest::Upsert(Box::new(EventHook {
         id: id.unwrap_or_else(HookId::generate),
         // Stream's SDKs always send `enabled`; when it is missing Stream stores false (Go's zero
         // value), and so do we, so that a hook never starts delivering by surprise.
@@ -198,9 +218,97 @@ pub fn parse_hook_request(
         should_send_custom_events: f.bool("should_send_custom_events")?,
         sns_event_based_message_group_id_enabled: f
             .bool("sns_event_based_message_group_id_enabled")?,
+        rate_limit: own.rate_limit,
+        signature: own.signature,
+        signing: own.signing,
+        filter: own.filter,
         created_at: existing.as_ref().map_or(now, |h| h.created_at),
         updated_at: now,
-    }))
+    })))
+}
+
+/// hookrelay's own hook fields, which Stream's SDKs do not know.
+struct OwnFields {
+    rate_limit: Option<u32>,
+    signature: SignatureScheme,
+    signing: SigningSecrets,
+    filter: Option<ContentFilter>,
+}
+
+/// Reads hookrelay's own fields. Python's `getstream` drops fields it does not know when it
+/// sends hooks back, so an absent field keeps what the existing hook has; `null` clears it.
+fn parse_own_fields(
+    obj: &Map<String, Value>,
+    existing: Option<&EventHook>,
+    rules: &HookRules,
+    now: Timestamp,
+) -> Result<OwnFields, FieldError> {
+    let rate_limit = match obj.get("rate_limit") {
+        None => existing.and_then(|h| h.rate_limit),
+        Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => None,
+            Some(v) if v <= u64::from(MAX_RATE_LIMIT) => Some(v as u32),
+            _ => return Err(rate_limit_error()),
+        },
+        Some(_) => return Err(rate_limit_error()),
+    };
+    let f = Fields(obj);
+    let signature = match f.str("webhook_signature")? {
+        None => existing.map(|h| h.signature).unwrap_or_default(),
+        Some("stream") => SignatureScheme::Stream,
+        Some("standard") => SignatureScheme::Standard,
+        Some(other) => {
+            return Err(FieldError::new(
+                "webhook_signature",
+                format!("{other:?} is not a signature scheme: use stream or standard"),
+            ));
+        }
+    };
+    let mut signing = existing.map(|h| h.signing.clone()).unwrap_or_default();
+    if signing
+        .previous
+        .as_ref()
+        .is_some_and(|(_, until)| *until <= now)
+    {
+        signing.previous = None;
+    }
+    match f.str("webhook_secret")? {
+        None | Some(MASK) => {}
+        Some(given) => {
+            whsec_key(given).map_err(|e| FieldError::new("webhook_secret", e))?;
+            if signing.current.as_ref().map(Secret::expose) != Some(given) {
+                let until = Timestamp::from_nanos(
+                    now.nanos()
+                        .saturating_add(rules.secret_rotation_window.as_nanos() as i64),
+                );
+                signing.previous = signing.current.take().map(|old| (old, until));
+                signing.current = Some(Secret::new(given));
+            }
+        }
+    }
+    if signature == SignatureScheme::Standard && signing.current.is_none() {
+        signing.current = Some(Secret::new(generate_whsec()));
+    }
+    let filter = match obj.get("filter") {
+        None => existing.and_then(|h| h.filter.clone()),
+        Some(Value::Null) => None,
+        Some(Value::Object(m)) if m.is_empty() => None,
+        Some(v) => Some(ContentFilter::compile(v.clone()).map_err(|e| e.within("filter"))?),
+    };
+    Ok(OwnFields {
+        rate_limit,
+        signature,
+        signing,
+        filter,
+    })
+}
+
+fn rate_limit_error() -> FieldError {
+    FieldError::new(
+        "rate_limit",
+        format!("must be a whole number of events per second, 0 (unlimited) to {MAX_RATE_LIMIT}"),
+    )
 }
 
 fn parse_target(
@@ -352,7 +460,7 @@ mod tests {
             &HookRules::default(),
             Timestamp::from_nanos(1),
         )? {
-            HookRequest::Upsert(h) => Ok(h),
+            HookRequest::Upsert(h) => Ok(*h),
             HookRequest::Delete(_) => panic!("not a delete"),
         }
     }
@@ -483,6 +591,7 @@ mod tests {
         .unwrap() else {
             panic!()
         };
+        let kept = *kept;
         assert_eq!(kept.secret().unwrap().expose(), "yoursecret");
         assert_eq!(kept.created_at, stored.created_at);
 
@@ -532,5 +641,103 @@ mod tests {
             .unwrap(),
             HookRequest::Delete(_)
         ));
+    }
+
+    fn webhook(extra: Value) -> Value {
+        let mut v = json!({"id": "w", "enabled": true, "hook_type": "webhook",
+                           "webhook_url": "https://example.com/hook"});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    fn upsert(v: &Value, stored: Option<&EventHook>, now: i64) -> Result<EventHook, FieldError> {
+        let lookup = |_: &HookId| stored.cloned();
+        let rules = HookRules::default();
+        match parse_hook_request(v, false, lookup, &rules, Timestamp::from_nanos(now))? {
+            HookRequest::Upsert(h) => Ok(*h),
+            HookRequest::Delete(_) => panic!("not a delete"),
+        }
+    }
+
+    #[test]
+    fn own_fields_absent_from_a_patch_keep_their_stored_values() {
+        let first = upsert(
+            &webhook(json!({"rate_limit": 100, "webhook_signature": "standard",
+                            "filter": {"channel_type": ["messaging"]}})),
+            None,
+            1,
+        )
+        .unwrap();
+        assert_eq!(first.rate_limit, Some(100));
+        assert_eq!(first.signature, SignatureScheme::Standard);
+        let generated = first
+            .signing
+            .current
+            .clone()
+            .expect("a secret is generated");
+        assert!(generated.expose().starts_with("whsec_"));
+        assert!(first.filter.is_some());
+
+        // What Python's getstream sends back: the Stream fields only.
+        let again = upsert(&webhook(json!({})), Some(&first), 2).unwrap();
+        assert_eq!(again.rate_limit, Some(100));
+        assert_eq!(again.signature, SignatureScheme::Standard);
+        assert_eq!(again.signing, first.signing);
+        assert_eq!(again.filter, first.filter);
+        // The masked secret sent back keeps it too.
+        let masked = upsert(&webhook(json!({"webhook_secret": MASK})), Some(&first), 3).unwrap();
+        assert_eq!(masked.signing, first.signing);
+
+        // null clears; 0 means unlimited.
+        let cleared = upsert(
+            &webhook(json!({"rate_limit": 0, "filter": null, "webhook_signature": "stream"})),
+            Some(&first),
+            4,
+        )
+        .unwrap();
+        assert_eq!(cleared.rate_limit, None);
+        assert_eq!(cleared.filter, None);
+        assert_eq!(cleared.signature, SignatureScheme::Stream);
+    }
+
+    #[test]
+    fn a_new_webhook_secret_rotates_the_old_one_out_after_the_window() {
+        let first = upsert(&webhook(json!({"webhook_signature": "standard"})), None, 0).unwrap();
+        let old = first.signing.current.clone().unwrap();
+        let new = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let rotated = upsert(&webhook(json!({"webhook_secret": new})), Some(&first), 10).unwrap();
+        assert_eq!(rotated.signing.current.as_ref().unwrap().expose(), new);
+        let (kept, until) = rotated.signing.previous.clone().unwrap();
+        assert_eq!(kept, old);
+        let window = DEFAULT_SECRET_ROTATION_WINDOW.as_nanos() as i64;
+        assert_eq!(until.nanos(), 10 + window);
+        // Sending the same secret again is not a new rotation.
+        let same = upsert(&webhook(json!({"webhook_secret": new})), Some(&rotated), 20).unwrap();
+        assert_eq!(same.signing, rotated.signing);
+        // Once the window has passed, the old secret is dropped at the next save.
+        let later = upsert(&webhook(json!({})), Some(&rotated), 11 + window).unwrap();
+        assert!(later.signing.previous.is_none());
+    }
+
+    #[test]
+    fn own_fields_are_checked_with_their_names() {
+        for (extra, field) in [
+            (json!({"rate_limit": -1}), "rate_limit"),
+            (json!({"rate_limit": 1.5}), "rate_limit"),
+            (json!({"rate_limit": "100"}), "rate_limit"),
+            (json!({"rate_limit": 2_000_000}), "rate_limit"),
+            (json!({"webhook_signature": "hmac"}), "webhook_signature"),
+            (json!({"webhook_secret": "hunter2"}), "webhook_secret"),
+            (
+                json!({"filter": {"message.user.role": "admin"}}),
+                "filter[\"message.user.role\"]",
+            ),
+            (json!({"filter": [1]}), "filter"),
+        ] {
+            let err = upsert(&webhook(extra.clone()), None, 1).expect_err(&extra.to_string());
+            assert_eq!(err.field, field, "{extra}: {err}");
+        }
     }
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 pub use aws::{NameError, QueueUrl, Region, RoleArn, TopicArn};
 
-use crate::{EventFilter, Secret, Timestamp};
+use crate::sign::SignatureScheme;
+use crate::{ContentFilter, EventFilter, Secret, Timestamp};
 
 /// A hook's id: a UUID when the server makes it, or the caller's own (1–64 of `[A-Za-z0-9_-]`).
 ///
@@ -204,6 +205,31 @@ impl Target {
     }
 }
 
+/// A hook's Standard Webhooks secrets (`whsec_…`): the current one, and the one it replaced while
+/// it stays valid. Stored encrypted, apart from the rest of the hook, like the AWS secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SigningSecrets {
+    pub current: Option<Secret>,
+    /// The replaced secret and the end of its rotation window.
+    pub previous: Option<(Secret, Timestamp)>,
+}
+
+impl SigningSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none() && self.previous.is_none()
+    }
+
+    /// The secrets to sign with at `now`: the current one, then the previous one in its window.
+    pub fn valid_at(&self, now: Timestamp) -> impl Iterator<Item = &Secret> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|(s, _)| s);
+        self.current.iter().chain(previous)
+    }
+}
+
 /// One event hook of an app.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventHook {
@@ -217,13 +243,27 @@ pub struct EventHook {
     /// Stream fields hookrelay keeps and shows but does not act on yet.
     pub should_send_custom_events: Option<bool>,
     pub sns_event_based_message_group_id_enabled: Option<bool>,
+    /// hookrelay's own fields (absent from a PATCH of an existing hook = unchanged).
+    /// The most events per second delivered; `None` = unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// How deliveries are signed (`webhook_signature` on the wire).
+    #[serde(default)]
+    pub signature: SignatureScheme,
+    /// Kept apart from the spec, encrypted (hence `skip`): see `hookrelay-store`.
+    #[serde(skip)]
+    pub signing: SigningSecrets,
+    /// Which events the hook takes by their content, on top of `event_types`.
+    #[serde(default)]
+    pub filter: Option<ContentFilter>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl EventHook {
-    pub fn filter(&self) -> EventFilter {
-        EventFilter::new(&self.event_types)
+    /// What the hook takes: `event_types`, then the content `filter`.
+    pub fn event_filter(&self) -> EventFilter {
+        EventFilter::new(&self.event_types).with_content(self.filter.clone())
     }
 
     /// The hook's AWS secret, if it has one.

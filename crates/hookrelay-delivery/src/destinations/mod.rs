@@ -10,11 +10,13 @@ pub mod webhook;
 
 use hookrelay_core::event::is_valid_event_id;
 use hookrelay_core::limits::{AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES};
-use hookrelay_core::{EventHook, Secret, Target};
+use hookrelay_core::{EventHook, Target};
 use hookrelay_store::StoredEvent;
 
 use crate::aws::{AwsClients, CallError};
+use crate::batch::aws_message_size;
 use crate::outcome::{Outcome, classify_call_error, classify_entry_error};
+use crate::signing::{SignatureSize, Signer};
 
 /// An event on its way, with the number of this attempt (1 for the first).
 #[derive(Debug, Clone)]
@@ -30,6 +32,20 @@ pub struct BatchLimits {
     pub max_bytes: usize,
     /// Messages over `max_bytes` are dead-lettered as `too_large` (SQS and SNS).
     pub size_limited: bool,
+    /// What the hook's signature attributes add to each message.
+    pub signature: SignatureSize,
+}
+
+impl BatchLimits {
+    /// The size AWS counts for an event as a message.
+    pub fn message_size(&self, event: &StoredEvent) -> usize {
+        aws_message_size(
+            event.payload.len(),
+            &event.event_type,
+            &event.id,
+            self.signature.bytes(event.id.len()),
+        )
+    }
 }
 
 /// What a hook's destination needs to know about its app.
@@ -91,18 +107,22 @@ impl Destination {
         }
     }
 
-    pub fn limits(&self) -> BatchLimits {
+    /// The batch limits for a hook that signs with `signer`.
+    pub fn limits(&self, signer: &Signer) -> BatchLimits {
+        let signature = signer.attribute_size();
         match self {
             Self::Sqs(_) | Self::Sns(_) => BatchLimits {
                 max_entries: AWS_MAX_BATCH_ENTRIES,
                 // SNS's batch limit; SQS's is now 1 MiB, but 256 KiB works with both everywhere.
                 max_bytes: AWS_MAX_MESSAGE_BYTES,
                 size_limited: true,
+                signature,
             },
             Self::Webhook(_) => BatchLimits {
                 max_entries: 1,
                 max_bytes: usize::MAX,
                 size_limited: false,
+                signature,
             },
         }
     }
@@ -116,11 +136,11 @@ impl Destination {
 
     /// Sends one batch (within [`Destination::limits`]) and gives one outcome per event, in
     /// order. A batch call that failed as a whole gives every entry that call's outcome.
-    pub async fn send(&self, batch: &[Outgoing], app_secret: &Secret) -> Vec<Outcome> {
+    pub async fn send(&self, batch: &[Outgoing], signer: &Signer) -> Vec<Outcome> {
         let call = match self {
-            Self::Sqs(d) => d.send(batch, app_secret).await,
-            Self::Sns(d) => d.send(batch, app_secret).await,
-            Self::Webhook(d) => return d.send(batch, app_secret).await,
+            Self::Sqs(d) => d.send(batch, signer).await,
+            Self::Sns(d) => d.send(batch, signer).await,
+            Self::Webhook(d) => return d.send(batch, signer).await,
         };
         call.unwrap_or_else(|error| vec![classify_call_error(error); batch.len()])
     }

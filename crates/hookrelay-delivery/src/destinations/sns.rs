@@ -1,15 +1,15 @@
 //! SNS: `PublishBatch`, one event per notification, the event JSON as the `Message`.
 
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-use hookrelay_core::Secret;
+use hookrelay_core::Timestamp;
 use hookrelay_core::hook::TopicArn;
-use hookrelay_core::sign::signature_hex;
 use hookrelay_store::StoredEvent;
 
 use super::{Outgoing, body_text, build_error, fifo_group, outcomes};
 use crate::aws::{CallError, call_error};
-use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
+use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE};
 use crate::outcome::Outcome;
+use crate::signing::Signer;
 
 #[derive(Clone)]
 pub struct SnsDestination {
@@ -43,37 +43,37 @@ impl SnsDestination {
         &self.topic_arn
     }
 
-    /// The three attributes (`event_type` makes SNS subscription filter policies work).
+    /// The type, id and signature attributes (`event_type` makes SNS subscription filter
+    /// policies work).
     pub fn attributes(
         event: &StoredEvent,
-        app_secret: &Secret,
+        signer: &Signer,
+        now: Timestamp,
     ) -> Result<Vec<(&'static str, MessageAttributeValue)>, CallError> {
-        Ok(vec![
+        let mut out = vec![
             (ATTR_EVENT_TYPE, attribute(&event.event_type)?),
             (ATTR_EVENT_ID, attribute(&event.id)?),
-            (
-                ATTR_SIGNATURE,
-                attribute(&signature_hex(
-                    app_secret.expose().as_bytes(),
-                    &event.payload,
-                ))?,
-            ),
-        ])
+        ];
+        for (name, value) in signer.sign(&event.id, &event.payload, now) {
+            out.push((name, attribute(&value)?));
+        }
+        Ok(out)
     }
 
     pub async fn send(
         &self,
         batch: &[Outgoing],
-        app_secret: &Secret,
+        signer: &Signer,
     ) -> Result<Vec<Outcome>, CallError> {
         let events = batch.iter().map(|o| &o.event);
         let len = batch.len();
+        let now = Timestamp::now();
         let mut entries = Vec::with_capacity(len);
         for (i, event) in events.enumerate() {
             let mut entry = PublishBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message(body_text(event));
-            for (name, value) in Self::attributes(event, app_secret)? {
+            for (name, value) in Self::attributes(event, signer, now)? {
                 entry = entry.message_attributes(name, value);
             }
             if self.fifo {

@@ -1,15 +1,15 @@
 //! SQS: `SendMessageBatch`, one event per message, the event JSON as the body.
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use hookrelay_core::Secret;
+use hookrelay_core::Timestamp;
 use hookrelay_core::hook::QueueUrl;
-use hookrelay_core::sign::signature_hex;
 use hookrelay_store::StoredEvent;
 
 use super::{Outgoing, body_text, build_error, fifo_group, outcomes};
 use crate::aws::{CallError, call_error};
-use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_SIGNATURE};
+use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE};
 use crate::outcome::Outcome;
+use crate::signing::Signer;
 
 #[derive(Clone)]
 pub struct SqsDestination {
@@ -39,25 +39,23 @@ impl SqsDestination {
         &self.client
     }
 
-    /// One entry: body, the three attributes, and for FIFO queues group and deduplication ids.
+    /// One entry: body, the type, id and signature attributes, and for FIFO queues group and
+    /// deduplication ids.
     pub fn entry(
         &self,
         index: usize,
         event: &StoredEvent,
-        app_secret: &Secret,
+        signer: &Signer,
+        now: Timestamp,
     ) -> Result<SendMessageBatchRequestEntry, CallError> {
         let mut entry = SendMessageBatchRequestEntry::builder()
             .id(index.to_string())
             .message_body(body_text(event))
             .message_attributes(ATTR_EVENT_TYPE, attribute(&event.event_type)?)
-            .message_attributes(ATTR_EVENT_ID, attribute(&event.id)?)
-            .message_attributes(
-                ATTR_SIGNATURE,
-                attribute(&signature_hex(
-                    app_secret.expose().as_bytes(),
-                    &event.payload,
-                ))?,
-            );
+            .message_attributes(ATTR_EVENT_ID, attribute(&event.id)?);
+        for (name, value) in signer.sign(&event.id, &event.payload, now) {
+            entry = entry.message_attributes(name, attribute(&value)?);
+        }
         if self.fifo {
             entry = entry
                 .message_group_id(fifo_group(event))
@@ -69,13 +67,14 @@ impl SqsDestination {
     pub async fn send(
         &self,
         batch: &[Outgoing],
-        app_secret: &Secret,
+        signer: &Signer,
     ) -> Result<Vec<Outcome>, CallError> {
         let events = batch.iter().map(|o| &o.event);
         let len = batch.len();
+        let now = Timestamp::now();
         let entries = events
             .enumerate()
-            .map(|(i, e)| self.entry(i, e, app_secret))
+            .map(|(i, e)| self.entry(i, e, signer, now))
             .collect::<Result<Vec<_>, _>>()?;
         let out = self
             .client

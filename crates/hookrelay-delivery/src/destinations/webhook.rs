@@ -1,8 +1,9 @@
 //! Webhooks: one signed `POST` per event, the event JSON exactly as stored as the body.
 //!
-//! Headers are the ones Stream's SDK verifiers expect (reference §9): `X-Webhook-Id` (the event
-//! id, the same on every retry), `X-Webhook-Attempt` (1, 2, …), `X-Api-Key`, and `X-Signature`
-//! (lowercase hex HMAC-SHA256 of the uncompressed body with the app's API secret). With the app's
+//! Headers are the ones Stream's SDK verifiers expect: `X-Webhook-Id` (the event id, the same on
+//! every retry), `X-Webhook-Attempt` (1, 2, …), `X-Api-Key`, and the hook's signature (`signing`):
+//! `X-Signature` (lowercase hex HMAC-SHA256 of the uncompressed body with the app's API secret)
+//! or the Standard Webhooks headers. With the app's
 //! `enable_hook_payload_compression`, the body is gzipped (`Content-Encoding: gzip`).
 //!
 //! What an answer means is decided by `outcome::classify_http_status`: 2xx delivered; 408, 429
@@ -16,9 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay_core::Secret;
+use hookrelay_core::Timestamp;
 use hookrelay_core::hook::WebhookUrl;
-use hookrelay_core::sign::signature_hex;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -26,6 +26,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use super::Outgoing;
 use crate::aws::CallError;
 use crate::outcome::{Outcome, classify_http_status};
+use crate::signing::Signer;
 /// Bytes of a failed answer's body kept in `last_error`.
 const KEPT_BODY_BYTES: usize = 1024;
 /// Bytes of a successful answer's body read (so the connection can be reused) before giving up on it.
@@ -146,15 +147,15 @@ impl WebhookDestination {
     }
 
     /// Sends each event as its own request (the worker gives one per batch).
-    pub async fn send(&self, batch: &[Outgoing], app_secret: &Secret) -> Vec<Outcome> {
+    pub async fn send(&self, batch: &[Outgoing], signer: &Signer) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for out in batch {
-            outcomes.push(self.post(out, app_secret).await);
+            outcomes.push(self.post(out, signer).await);
         }
         outcomes
     }
 
-    async fn post(&self, out: &Outgoing, app_secret: &Secret) -> Outcome {
+    async fn post(&self, out: &Outgoing, signer: &Signer) -> Outcome {
         let url = match reqwest::Url::parse(&self.url) {
             Ok(url) => url,
             Err(e) => {
@@ -174,7 +175,6 @@ impl WebhookDestination {
             ));
         }
         let payload = &out.event.payload;
-        let signature = signature_hex(app_secret.expose().as_bytes(), payload);
         let mut request = self
             .client
             .http
@@ -182,8 +182,11 @@ impl WebhookDestination {
             .header(CONTENT_TYPE, "application/json")
             .header("X-Webhook-Id", &out.event.id)
             .header("X-Webhook-Attempt", out.attempt.to_string())
-            .header("X-Api-Key", self.api_key.clone())
-            .header("X-Signature", signature);
+            .header("X-Api-Key", self.api_key.clone());
+        // Signed over the uncompressed body, as the verifiers read it.
+        for (name, value) in signer.sign(&out.event.id, payload, Timestamp::now()) {
+            request = request.header(name, value);
+        }
         request = if self.compress {
             request.header(CONTENT_ENCODING, "gzip").body(gzip(payload))
         } else {

@@ -5,7 +5,7 @@ use tokio_postgres::GenericClient;
 
 use crate::{App, AppId, AppSettings, Result, SecretBox, StoreError, codec};
 
-const COLUMNS: &str = "SELECT id, name, api_key, api_secret, settings, settings_secrets, created_ms, updated_ms FROM apps";
+const COLUMNS: &str = "SELECT id, name, api_key, api_secret, settings, settings_secrets, created_ms, updated_ms, previous_api_secret, previous_secret_until_ms FROM apps";
 
 pub async fn insert(
     c: &impl GenericClient,
@@ -54,6 +54,7 @@ pub async fn select(
                 name: r.get(1),
                 api_key: r.get(2),
                 api_secret: secrets.open(sealed)?,
+                previous_api_secret: codec::decode_previous_secret(secrets, r.get(8), r.get(9))?,
                 settings: codec::decode_settings(secrets, r.get(4), r.get(5))?,
                 created_at: Timestamp::from_millis(r.get(6)),
                 updated_at: Timestamp::from_millis(r.get(7)),
@@ -78,15 +79,26 @@ pub async fn update_settings(
     Ok(())
 }
 
+/// Replaces the API secret; with `keep_previous_until`, the old one is kept until then.
 pub async fn set_secret(
     c: &impl GenericClient,
     id: AppId,
     sealed_secret: &[u8],
+    keep_previous_until: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<()> {
+    // Every expression of an UPDATE reads the row as it was: `api_secret` is the old secret.
     c.execute(
-        "UPDATE apps SET api_secret = $2, updated_ms = $3 WHERE id = $1",
-        &[&id, &sealed_secret, &now.millis()],
+        "UPDATE apps SET api_secret = $2, updated_ms = $3,
+             previous_api_secret = CASE WHEN $4::BIGINT IS NULL THEN NULL ELSE api_secret END,
+             previous_secret_until_ms = $4
+         WHERE id = $1",
+        &[
+            &id,
+            &sealed_secret,
+            &now.millis(),
+            &keep_previous_until.map(Timestamp::millis),
+        ],
     )
     .await?;
     Ok(())

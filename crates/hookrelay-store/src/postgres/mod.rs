@@ -394,11 +394,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn set_api_secret(&self, id: AppId, api_secret: &Secret) -> Result<()> {
+    async fn set_api_secret(
+        &self,
+        id: AppId,
+        api_secret: &Secret,
+        keep_previous_until: Option<Timestamp>,
+    ) -> Result<()> {
         let sealed = self.secrets.seal(api_secret);
         // Notified: other nodes drop the old secret from their caches.
         self.in_transaction(true, async |tx| {
-            apps::set_secret(&**tx, id, &sealed, Timestamp::now()).await
+            apps::set_secret(&**tx, id, &sealed, keep_previous_until, Timestamp::now()).await
         })
         .await
     }

@@ -106,6 +106,11 @@ const MIGRATIONS: &[&str] = &[
     UPDATE hooks SET spec = jsonb_set(spec::jsonb, '{id}', to_jsonb(app_id || '-' || id))::text,
                      id = app_id || '-' || id;
     "#,
+    // 3: a rotated API secret keeps authenticating for a window.
+    r#"
+    ALTER TABLE apps ADD COLUMN previous_api_secret BYTEA;
+    ALTER TABLE apps ADD COLUMN previous_secret_until_ms BIGINT;
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction. Returns how

@@ -34,7 +34,7 @@ pub fn insert(
 }
 
 pub fn select(conn: &Connection, secrets: &SecretBox, filter: Filter<'_>) -> Result<Vec<App>> {
-    const COLUMNS: &str = "SELECT id, name, api_key, api_secret, settings, settings_secrets, created_ms, updated_ms FROM apps";
+    const COLUMNS: &str = "SELECT id, name, api_key, api_secret, settings, settings_secrets, created_ms, updated_ms, previous_api_secret, previous_secret_until_ms FROM apps";
     let mut stmt;
     let mut rows = match filter {
         Filter::All => {
@@ -55,11 +55,18 @@ pub fn select(conn: &Connection, secrets: &SecretBox, filter: Filter<'_>) -> Res
         let sealed: Vec<u8> = r.get(3)?;
         let settings_json: String = r.get(4)?;
         let sealed_settings: Option<Vec<u8>> = r.get(5)?;
+        let previous: Option<Vec<u8>> = r.get(8)?;
+        let until: Option<i64> = r.get(9)?;
         apps.push(App {
             id: r.get(0)?,
             name: r.get(1)?,
             api_key: r.get(2)?,
             api_secret: secrets.open(&sealed)?,
+            previous_api_secret: codec::decode_previous_secret(
+                secrets,
+                previous.as_deref(),
+                until,
+            )?,
             settings: codec::decode_settings(secrets, &settings_json, sealed_settings.as_deref())?,
             created_at: Timestamp::from_millis(r.get(6)?),
             updated_at: Timestamp::from_millis(r.get(7)?),
@@ -83,15 +90,26 @@ pub fn update_settings(
     Ok(())
 }
 
+/// Replaces the API secret; with `keep_previous_until`, the old one is kept until then.
 pub fn set_secret(
     tx: &rusqlite::Transaction<'_>,
     id: AppId,
     sealed_secret: &[u8],
+    keep_previous_until: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<()> {
+    // Every expression of an UPDATE reads the row as it was: `api_secret` is the old secret.
     tx.execute(
-        "UPDATE apps SET api_secret = ?2, updated_ms = ?3 WHERE id = ?1",
-        params![id, sealed_secret, now.millis()],
+        "UPDATE apps SET api_secret = ?2, updated_ms = ?3,
+             previous_api_secret = CASE WHEN ?4 IS NULL THEN NULL ELSE api_secret END,
+             previous_secret_until_ms = ?4
+         WHERE id = ?1",
+        params![
+            id,
+            sealed_secret,
+            now.millis(),
+            keep_previous_until.map(Timestamp::millis)
+        ],
     )?;
     Ok(())
 }

@@ -378,10 +378,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn set_api_secret(&self, id: AppId, api_secret: &Secret) -> Result<()> {
+    async fn set_api_secret(
+        &self,
+        id: AppId,
+        api_secret: &Secret,
+        keep_previous_until: Option<Timestamp>,
+    ) -> Result<()> {
         let sealed = self.secrets.seal(api_secret);
-        self.write(move |tx| apps::set_secret(tx, id, &sealed, Timestamp::now()))
-            .await?;
+        self.write(move |tx| {
+            apps::set_secret(tx, id, &sealed, keep_previous_until, Timestamp::now())
+        })
+        .await?;
         // Workers sign with the app's secret: they restart with the new one.
         self.config.send_modify(|n| *n += 1);
         Ok(())

@@ -83,6 +83,11 @@ const MIGRATIONS: &[&str] = &[
         WHERE hook_id IN (SELECT id FROM hooks);
     UPDATE hooks SET spec = json_set(spec, '$.id', app_id || '-' || id), id = app_id || '-' || id;
     "#,
+    // 4: a rotated API secret keeps authenticating for a window.
+    r#"
+    ALTER TABLE apps ADD COLUMN previous_api_secret BLOB;       -- encrypted
+    ALTER TABLE apps ADD COLUMN previous_secret_until_ms INTEGER;
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction.
