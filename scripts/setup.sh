@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need that Cargo does not: a Python venv (.venv) with moto (the AWS
-# emulator), boto3 and the official Stream Python SDKs, and the official Stream JS SDK.
-# Idempotent: re-runs only what changed.
+# emulator), boto3, the official Stream Python SDKs, Selenium and an OpenAPI validator; the
+# official Stream JS SDK; and Debian's Chromium with its WebDriver for the console's browser
+# tests. Idempotent: re-runs only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,14 @@ fi
 
 if [ ! -d tests/compat/js/node_modules/stream-chat ]; then
   (cd tests/compat/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The console tests drive a real browser: Debian's Chromium and its WebDriver (browsers that
+# download their own build do not run here).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium and chromium-driver are missing; install them as root (apt-get install chromium chromium-driver) for the console tests" >&2
+  fi
 fi

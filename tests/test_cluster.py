@@ -256,10 +256,10 @@ def test_migrate_runs_the_schema_migrations_alone(database):
     env = {**os.environ, "HOOKRELAY_STORE": "postgres", "HOOKRELAY_DATABASE_URL": database}
     first = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr
-    assert "3 migration(s) applied" in first.stdout
+    assert "4 migration(s) applied" in first.stdout
     again = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)
     assert "0 migration(s) applied" in again.stdout
-    assert psql(database, "SELECT version FROM hookrelay_schema") == [["3"]]
+    assert psql(database, "SELECT version FROM hookrelay_schema") == [["4"]]
     # Without a database URL the command says what is missing.
     env.pop("HOOKRELAY_DATABASE_URL")
     bad = subprocess.run([str(BIN), "migrate"], capture_output=True, text=True, env=env)

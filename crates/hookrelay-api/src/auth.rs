@@ -45,6 +45,13 @@ impl FromRequestParts<AppState> for AppAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Query(query) = Query::<KeyQuery>::try_from_uri(&parts.uri)
             .map_err(|_| ApiError::input("the query string is malformed"))?;
+        // The web console: its session cookie, with the header no cross-site form can set.
+        if query.api_key.is_none()
+            && parts.headers.contains_key(crate::console::HEADER)
+            && let Some(app) = crate::console::app_of(state, &parts.headers).await?
+        {
+            return Ok(AppAuth(app));
+        }
         let api_key = query
             .api_key
             .filter(|k| !k.is_empty())

@@ -44,6 +44,8 @@ pub struct AppState {
     pub hook_rules: Arc<HookRules>,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    /// The web console's sessions.
+    pub console: Arc<crate::console::Sessions>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
         Self {
             store,
             apps: Arc::new(AppCache::default()),
+            console: Arc::default(),
             limits,
             delivery,
             metrics,

@@ -18,7 +18,8 @@
 
 use hookrelay_core::{EventFilter, HookId, Timestamp};
 use hookrelay_store::{
-    DeadLetterReason, DeadLetterRecord, DueRetry, Progress, RetryRecord, Seq, StoredEvent,
+    AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason, DeadLetterRecord, DueRetry,
+    Progress, RetryRecord, Seq, StoredEvent,
 };
 
 use crate::aws::CallError;
@@ -178,11 +179,27 @@ pub(crate) struct Settlement {
 /// worker told to stop stops any round).
 #[derive(Debug, Default)]
 pub(crate) struct Sent {
-    pub results: Vec<(Vec<Item>, Vec<Outcome>)>,
+    pub results: Vec<Call>,
     pub unsent: Vec<Vec<Item>>,
     /// The first new event of the batches whose sends were dropped mid-flight (the worker was
     /// told to stop): their outcome is unknown, so they are sent again later.
     pub abandoned_from: Option<Seq>,
+}
+
+/// One call to the destination: its entries, one outcome each, and when and how long it ran.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub items: Vec<Item>,
+    pub outcomes: Vec<Outcome>,
+    pub at: Timestamp,
+    pub duration_us: u64,
+}
+
+impl Call {
+    /// Whether the destination answered about any entry of the call.
+    pub fn answered(&self) -> bool {
+        self.outcomes.iter().any(Outcome::destination_answered)
+    }
 }
 
 /// Turns a round's outcomes into the progress to record. `cursor` is where the hook's cursor
@@ -209,20 +226,18 @@ pub(crate) fn settle(
     if let Some(seq) = sent.abandoned_from {
         s.hold_from(seq);
     }
-    let answered = sent
-        .results
-        .iter()
-        .flat_map(|(_, outcomes)| outcomes)
-        .any(Outcome::destination_answered);
+    let answered = sent.results.iter().any(Call::answered);
     let down = !sent.results.is_empty() && !answered;
     let mut last_error = None;
     let mut fifo_stopped = false;
-    for (batch, outcomes) in sent.results {
-        for (item, outcome) in batch.into_iter().zip(outcomes) {
+    for call in sent.results {
+        let mut log = CallLog::new(call.at, call.duration_us);
+        for (item, outcome) in call.items.into_iter().zip(call.outcomes) {
             if let Some(e) = outcome.error() {
                 last_error = Some(e.clone());
             }
-            match outcome {
+            let entry = attempt_event(&item);
+            let (logged, error) = match outcome {
                 Outcome::Delivered => {
                     let latency_ms = (now.millis() - item.event.created_at.millis()).max(0);
                     s.notes.push(Note::Delivered {
@@ -231,33 +246,49 @@ pub(crate) fn settle(
                     if !item.is_new() {
                         s.progress.retries_done.push(item.event.seq);
                     }
+                    (AttemptOutcome::Delivered, None)
                 }
                 Outcome::Denied(error) => {
                     s.dead_letter(item, DeadLetterReason::Denied, &error, true);
+                    (AttemptOutcome::DeadLettered, Some(error))
                 }
                 Outcome::Refuse { error, attempts } => {
                     if item.attempt() >= attempts {
                         s.dead_letter(item, DeadLetterReason::Rejected, &error, true);
+                        (AttemptOutcome::DeadLettered, Some(error))
                     } else {
-                        s.schedule(item, error);
+                        s.schedule(item, error.clone());
+                        (AttemptOutcome::Refused, Some(error))
                     }
                 }
-                Outcome::Retry(error) | Outcome::DestinationDown(error) => {
+                Outcome::Retry(ref error) | Outcome::DestinationDown(ref error) => {
+                    let error = error.clone();
+                    let kind = if matches!(outcome, Outcome::DestinationDown(_)) {
+                        AttemptOutcome::DestinationDown
+                    } else {
+                        AttemptOutcome::Retrying
+                    };
                     if rules.fifo && item.is_new() {
                         // Resent from the log next round, to keep the group's order.
                         s.hold(&item);
                         fifo_stopped = true;
+                        (kind, Some(error))
                     } else if down && !rules.counts_attempts {
                         // The destination took nothing: new events wait in the log, retry
                         // entries stay as they are.
                         s.hold(&item);
+                        (AttemptOutcome::DestinationDown, Some(error))
+                    } else if s.schedule(item, error.clone()) {
+                        (kind, Some(error))
                     } else {
-                        s.schedule(item, error);
+                        (AttemptOutcome::DeadLettered, Some(error))
                     }
                 }
-                Outcome::TooLarge { .. } => {}
-            }
+                Outcome::TooLarge { .. } => continue,
+            };
+            log.add(entry, logged, error.as_ref());
         }
+        s.progress.attempts.extend(log.records());
     }
     let new_cursor = s.stop_before.map(|seq| seq - 1).or(plan.last_read);
     for item in plan.too_large {
@@ -271,6 +302,9 @@ pub(crate) fn settle(
                     item.size, plan.max_bytes
                 ),
             );
+            let mut log = CallLog::new(now, 0);
+            log.add(attempt_event(&item), AttemptOutcome::Dropped, Some(&error));
+            s.progress.attempts.extend(log.records());
             s.dead_letter(item, DeadLetterReason::TooLarge, &error, false);
         }
     }
@@ -284,6 +318,69 @@ pub(crate) fn settle(
         progress: s.progress,
         notes: s.notes,
         back_off,
+    }
+}
+
+/// Bytes of a failed answer (or error message) the delivery log keeps.
+const LOGGED_RESPONSE_BYTES: usize = 1024;
+
+fn attempt_event(item: &Item) -> AttemptEvent {
+    AttemptEvent {
+        seq: item.event.seq,
+        id: item.event.id.clone(),
+        attempt: item.attempt(),
+    }
+}
+
+/// The delivery-log records of one call: its entries grouped by what they came to, so a batch
+/// delivered at once is one record.
+struct CallLog {
+    at: Timestamp,
+    duration_us: u64,
+    records: Vec<AttemptRecord>,
+}
+
+impl CallLog {
+    fn new(at: Timestamp, duration_us: u64) -> Self {
+        Self {
+            at,
+            duration_us,
+            records: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, event: AttemptEvent, outcome: AttemptOutcome, error: Option<&CallError>) {
+        let code = error.map(|e| e.code.clone());
+        let http_status = error.and_then(|e| e.http_status);
+        let response = error.map(|e| {
+            let mut end = e.message.len().min(LOGGED_RESPONSE_BYTES);
+            while !e.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            e.message[..end].to_owned()
+        });
+        let same = |r: &&mut AttemptRecord| {
+            r.outcome == outcome
+                && r.code == code
+                && r.http_status == http_status
+                && r.response == response
+        };
+        match self.records.iter_mut().find(same) {
+            Some(record) => record.events.push(event),
+            None => self.records.push(AttemptRecord {
+                events: vec![event],
+                at: self.at,
+                duration_us: self.duration_us,
+                outcome,
+                code,
+                http_status,
+                response,
+            }),
+        }
+    }
+
+    fn records(self) -> Vec<AttemptRecord> {
+        self.records
     }
 }
 
@@ -310,13 +407,14 @@ impl Settling<'_> {
     }
 
     /// Schedules the next attempt of a failed entry, or dead-letters it once the retry window
-    /// is over. A destination's `Retry-After` wins over the schedule, within its cap.
-    fn schedule(&mut self, item: Item, error: CallError) {
+    /// is over (then false). A destination's `Retry-After` wins over the schedule, within its cap.
+    fn schedule(&mut self, item: Item, error: CallError) -> bool {
         let attempts = item.attempt();
         let first_failed_at = item.prior.map_or(self.now, |(_, first)| first);
         match self.retry.next(first_failed_at, attempts, self.now) {
             Next::GiveUp => {
                 self.dead_letter(item, DeadLetterReason::RetriesExhausted, &error, true);
+                false
             }
             Next::RetryAt(at) => {
                 let at = match error.retry_after {
@@ -337,6 +435,7 @@ impl Settling<'_> {
                     next_attempt_at: at,
                     last_error: error.to_string(),
                 });
+                true
             }
         }
     }
@@ -455,9 +554,14 @@ mod tests {
         let results = plan
             .batches
             .drain(..)
-            .map(|b| {
-                let outcomes = b.iter().map(&answer).collect();
-                (b, outcomes)
+            .map(|items| {
+                let outcomes = items.iter().map(&answer).collect();
+                Call {
+                    items,
+                    outcomes,
+                    at: Timestamp::from_millis(3_000),
+                    duration_us: 100,
+                }
             })
             .collect();
         Sent {
@@ -556,11 +660,56 @@ mod tests {
             Outcome::DestinationDown(err("AccessDenied"))
         });
         assert_eq!(s.back_off.map(|e| e.code), Some("AccessDenied".into()));
+        let p = &s.progress;
         assert!(
-            s.progress.is_empty(),
-            "events wait in the log: {:?}",
-            s.progress
+            p.cursor.is_none() && p.retries.is_empty() && p.dead_letters.is_empty(),
+            "events wait in the log: {p:?}"
         );
+        // The delivery log still shows each call, one record per batch.
+        assert_eq!(p.attempts.len(), 3);
+        assert!(
+            p.attempts
+                .iter()
+                .all(|a| a.outcome == AttemptOutcome::DestinationDown)
+        );
+        assert_eq!(p.attempts[0].events.len(), 10);
+        assert_eq!(
+            p.attempts[0].events[0].attempt, 2,
+            "the retry entry's second attempt"
+        );
+    }
+
+    #[test]
+    fn the_delivery_log_keeps_one_record_per_call_and_outcome() {
+        let p = policy();
+        let events: Vec<_> = (1..=10).map(|s| event(s, 10)).collect();
+        let planned = plan(vec![], events, &all(), aws(), Shape::FULL);
+        let s = run(planned, 0, rules(&p, false, false), |i| match i.event.seq {
+            3 | 7 => Outcome::Retry(CallError {
+                http_status: Some(503),
+                ..CallError::new("ServiceUnavailable", "x".repeat(5000))
+            }),
+            9 => refused(),
+            _ => Outcome::Delivered,
+        });
+        let log: Vec<(AttemptOutcome, Vec<Seq>)> = s
+            .progress
+            .attempts
+            .iter()
+            .map(|a| (a.outcome, a.events.iter().map(|e| e.seq).collect()))
+            .collect();
+        assert_eq!(
+            log,
+            vec![
+                (AttemptOutcome::Delivered, vec![1, 2, 4, 5, 6, 8, 10]),
+                (AttemptOutcome::Retrying, vec![3, 7]),
+                (AttemptOutcome::Refused, vec![9]),
+            ]
+        );
+        let retrying = &s.progress.attempts[1];
+        assert_eq!(retrying.response.as_ref().map(String::len), Some(1024));
+        assert_eq!(retrying.http_status, Some(503));
+        assert_eq!(retrying.duration_us, 100);
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct HookStats {
     /// The rate in force (limit, or lower while throttled), in thousandths of an event per
     /// second; 0 = unlimited.
     pub rate_milli: AtomicU64,
+    /// Deliveries and failed attempts per minute over the last hour (the console's chart).
+    pub per_minute: PerMinute,
     /// Milliseconds since the epoch; 0 = never.
     pub last_success_ms: AtomicI64,
     pub last_error: Mutex<Option<LastError>>,
@@ -77,6 +79,64 @@ impl HookStats {
     }
 }
 
+/// Counts per minute over the last hour, in a ring of 60 slots.
+#[derive(Debug)]
+pub struct PerMinute {
+    /// (minute since the epoch, delivered, failed) by `minute % 60`.
+    slots: Mutex<[(i64, u64, u64); 60]>,
+}
+
+impl Default for PerMinute {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::new([(-1, 0, 0); 60]),
+        }
+    }
+}
+
+/// One minute of a hook's activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteCounts {
+    /// The minute's start.
+    pub at: Timestamp,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+impl PerMinute {
+    fn add(&self, now: Timestamp, delivered: u64, failed: u64) {
+        let minute = now.millis().div_euclid(60_000);
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut slots[minute.rem_euclid(60) as usize];
+        if slot.0 != minute {
+            *slot = (minute, 0, 0);
+        }
+        slot.1 += delivered;
+        slot.2 += failed;
+    }
+
+    /// The 60 minutes up to `now`, oldest first (minutes without activity count 0).
+    pub fn last_hour(&self, now: Timestamp) -> Vec<MinuteCounts> {
+        let current = now.millis().div_euclid(60_000);
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        (current - 59..=current)
+            .map(|minute| {
+                let slot = slots[minute.rem_euclid(60) as usize];
+                let (delivered, failed) = if slot.0 == minute {
+                    (slot.1, slot.2)
+                } else {
+                    (0, 0)
+                };
+                MinuteCounts {
+                    at: Timestamp::from_millis(minute * 60_000),
+                    delivered,
+                    failed,
+                }
+            })
+            .collect()
+    }
+}
+
 /// What a worker records into: its hook's stats, and the hook type for the latency histogram.
 #[derive(Debug, Clone)]
 pub struct HookRecorder {
@@ -95,10 +155,12 @@ impl HookRecorder {
 
     /// One event acknowledged by the destination, `latency` after it was accepted.
     pub fn delivered(&self, latency_secs: f64) {
+        let now = Timestamp::now();
         self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        self.stats.per_minute.add(now, 1, 0);
         self.stats
             .last_success_ms
-            .store(Timestamp::now().millis(), Ordering::Relaxed);
+            .store(now.millis(), Ordering::Relaxed);
         metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => self.hook_type)
             .record(latency_secs);
     }
@@ -118,6 +180,7 @@ impl HookRecorder {
     /// One failed attempt; `will_retry` says whether it went to the retry set.
     pub fn failed(&self, error: &CallError, will_retry: bool) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.stats.per_minute.add(Timestamp::now(), 0, 1);
         self.set_last_error(error);
         if will_retry {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
@@ -335,4 +398,32 @@ fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_minute_counts_cover_the_last_hour_and_forget_older_minutes() {
+        let series = PerMinute::default();
+        let t = |minute: i64| Timestamp::from_millis(minute * 60_000 + 5_000);
+        series.add(t(1000), 3, 1);
+        series.add(t(1000), 2, 0);
+        series.add(t(1059), 1, 0);
+        let hour = series.last_hour(t(1059));
+        assert_eq!(hour.len(), 60);
+        assert_eq!((hour[0].delivered, hour[0].failed), (5, 1));
+        assert_eq!(hour[0].at, Timestamp::from_millis(1000 * 60_000));
+        assert_eq!(hour[59].delivered, 1);
+        // An hour later, minute 1000's slot is reused by minute 1060, and 1000 is gone.
+        series.add(t(1060), 7, 0);
+        let next = series.last_hour(t(1060));
+        assert_eq!(next[59].delivered, 7);
+        assert!(
+            next.iter()
+                .all(|m| m.at != Timestamp::from_millis(1000 * 60_000))
+        );
+        assert_eq!(next.iter().map(|m| m.delivered).sum::<u64>(), 8);
+    }
 }

@@ -21,13 +21,14 @@ use hookrelay_core::{EventFilter, EventHook, Timestamp};
 use hookrelay_store::{AppId, Cursor, Lease, Seq, Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::aws::CallError;
 use crate::destinations::{Destination, Outgoing};
 use crate::dispatcher::DeliverySettings;
 use crate::outcome::Outcome;
 use crate::pace::{Breaker, Budget, RateLimiter};
-use crate::round::{Item, Note, Sent, SettleRules, Settlement, Shape, plan, settle};
+use crate::round::{Call, Item, Note, Sent, SettleRules, Settlement, Shape, plan, settle};
 use crate::signing::Signer;
 use crate::stats::HookRecorder;
 
@@ -93,7 +94,12 @@ impl Worker {
             let mut listen = true;
             let result = match unrecorded.take() {
                 Some(held) => self.record(held, &mut cursor, &mut unrecorded).await,
-                None => self.round(&mut cursor, &mut pace, &mut unrecorded).await,
+                None => {
+                    let span = tracing::debug_span!("delivery_round", hook_id = %hook_id);
+                    self.round(&mut cursor, &mut pace, &mut unrecorded)
+                        .instrument(span)
+                        .await
+                }
             };
             if result.is_ok() {
                 store_failures = 0;
@@ -245,16 +251,12 @@ impl Worker {
     /// Tells the pace what the destination did with this round's calls.
     fn adjust_pace(&self, pace: &mut Pace, sent: &Sent) {
         let now = Instant::now();
-        let answered = sent
-            .results
-            .iter()
-            .filter(|(_, outcomes)| outcomes.iter().any(Outcome::destination_answered))
-            .count();
+        let answered = sent.results.iter().filter(|c| c.answered()).count();
         pace.breaker.record(sent.results.len(), answered);
         let throttle = sent
             .results
             .iter()
-            .flat_map(|(_, outcomes)| outcomes)
+            .flat_map(|c| &c.outcomes)
             .find(|o| o.is_throttle());
         match throttle {
             Some(o) => {
@@ -331,7 +333,7 @@ impl Worker {
         let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
         let mut next_index = pending.len();
         let mut tasks = JoinSet::new();
-        let mut done: Vec<Option<(Vec<Item>, Vec<Outcome>)>> = Vec::new();
+        let mut done: Vec<Option<Call>> = Vec::new();
         // Batches in flight: (entries, first new event) by index, for a round cut short.
         let mut launched: HashMap<usize, (usize, Option<Seq>)> = HashMap::new();
         let mut stopped = false;
@@ -355,6 +357,8 @@ impl Worker {
                 launched.insert(index, (batch.len(), first_new));
                 let dest = self.destination.clone();
                 let signer = self.signer.clone();
+                // The send runs in a task of its own: its span is put under the round's by hand.
+                let round_span = tracing::Span::current();
                 let hook_id = self.hook.id.clone();
                 self.recorder.sending(batch.len());
                 tasks.spawn(async move {
@@ -366,16 +370,31 @@ impl Worker {
                         })
                         .collect();
                     let started = Timestamp::now();
-                    let result =
-                        within_lease(lease, outgoing.len(), dest.send(&outgoing, &signer)).await;
-                    if result.contains(&Outcome::Delivered) {
-                        // One line per batch (debug level): the multi-node tests read these to
-                        // prove that no two nodes ever deliver the same hook at once.
-                        tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch,
-                            started_ms = started.millis(), finished_ms = Timestamp::now().millis(),
-                            events = outgoing.len(), "batch delivered");
-                    }
-                    (index, batch, result)
+                    let clock = Instant::now();
+                    // One span per attempt (a call), with the ids of its events, so one event
+                    // can be followed through the log (`HOOKRELAY_LOG=hookrelay=debug`).
+                    let span = tracing::debug_span!(parent: &round_span, "attempt", hook_id = %hook_id,
+                        event_ids = %EventIds(&outgoing), attempt = outgoing.first().map_or(1, |o| o.attempt));
+                    let send = within_lease(lease, outgoing.len(), dest.send(&outgoing, &signer));
+                    let outcomes = send.instrument(span.clone()).await;
+                    let duration_us = clock.elapsed().as_micros() as u64;
+                    span.in_scope(|| {
+                        if outcomes.contains(&Outcome::Delivered) {
+                            // One line per batch (debug level): the multi-node tests read these
+                            // to prove that no two nodes ever deliver the same hook at once.
+                            tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch,
+                                started_ms = started.millis(), finished_ms = Timestamp::now().millis(),
+                                events = outgoing.len(), "batch delivered");
+                        }
+                        tracing::debug!(outcomes = ?outcomes, duration_us, "attempt done");
+                    });
+                    let call = Call {
+                        items: batch,
+                        outcomes,
+                        at: started,
+                        duration_us,
+                    };
+                    (index, call)
                 });
             }
             let joined = tokio::select! {
@@ -390,28 +409,28 @@ impl Worker {
             let Some(joined) = joined else {
                 break;
             };
-            let Ok((index, batch, result)) = joined else {
+            let Ok((index, call)) = joined else {
                 tracing::error!(hook_id = %self.hook.id, "a send task died; the round is repeated");
                 return None;
             };
             launched.remove(&index);
-            self.recorder.sent(batch.len());
+            self.recorder.sent(call.items.len());
             // The service refused the whole batch for the content of some entry: send each
             // entry alone, so only the guilty one is refused and the others are delivered.
-            if batch.len() > 1 && refused_as_a_whole(&result) {
-                for item in batch {
+            if call.items.len() > 1 && refused_as_a_whole(&call.outcomes) {
+                for item in call.items {
                     pending.push_back((next_index, vec![item]));
                     next_index += 1;
                 }
                 continue;
             }
-            if fifo && !result.iter().all(|o| *o == Outcome::Delivered) {
+            if fifo && !call.outcomes.iter().all(|o| *o == Outcome::Delivered) {
                 stopped = true;
             }
             if done.len() <= index {
                 done.resize_with(index + 1, || None);
             }
-            done[index] = Some((batch, result));
+            done[index] = Some(call);
         }
         for (entries, _) in launched.values() {
             self.recorder.sent(*entries);
@@ -463,4 +482,23 @@ where
         })
     })
     .await
+}
+
+/// The event ids of a call, for its span: the first few, and how many more.
+struct EventIds<'a>(&'a [Outgoing]);
+
+impl std::fmt::Display for EventIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 10;
+        for (i, o) in self.0.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&o.event.id)?;
+        }
+        if self.0.len() > SHOWN {
+            write!(f, ",+{}", self.0.len() - SHOWN)?;
+        }
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use hookrelay_core::hook::SigningSecrets;
 use hookrelay_core::{EventHook, Secret, Timestamp};
 use serde_json::Map;
 
-use crate::{AppSettings, Result, SecretBox, StoreError};
+use crate::{AppSettings, AttemptEvent, Result, SecretBox, Seq, StoreError};
 
 /// `(settings JSON, sealed legacy secrets)` of an app.
 pub fn encode_settings(
@@ -126,4 +126,22 @@ pub fn decode_previous_secret(
         (Some(blob), Some(ms)) => Ok(Some((secrets.open(blob)?, Timestamp::from_millis(ms)))),
         _ => Ok(None),
     }
+}
+
+/// An attempt's events as stored: `[[seq, "event id", attempt], ...]`, compact for a batch.
+pub fn attempt_events_json(events: &[AttemptEvent]) -> Result<String> {
+    let rows: Vec<(Seq, &str, u32)> = events
+        .iter()
+        .map(|e| (e.seq, e.id.as_str(), e.attempt))
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(format!("attempt events: {e}")))
+}
+
+pub fn parse_attempt_events(json: &str) -> Result<Vec<AttemptEvent>> {
+    let rows: Vec<(Seq, String, u32)> = serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("attempt events: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, id, attempt)| AttemptEvent { seq, id, attempt })
+        .collect())
 }

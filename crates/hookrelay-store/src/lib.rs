@@ -179,6 +179,24 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<DeadLetter>>;
 
+    /// A hook's delivery log, newest first: attempts with `id < before`, of one outcome if given.
+    async fn attempts(
+        &self,
+        hook: &HookId,
+        outcome: Option<AttemptOutcome>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>>;
+    /// The app's event with this id, and where it stands at each of `hooks` (the app's own: the
+    /// caller passes them, so no other app's hook can be asked about). `None` when the app has
+    /// no such event (never sent, or past retention).
+    async fn event_trace(
+        &self,
+        app: AppId,
+        event_id: &str,
+        hooks: &[HookId],
+    ) -> Result<Option<EventTrace>>;
+
     // --- operations ---
     /// Pauses or resumes a hook. Returns false if there is no such hook.
     async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool>;

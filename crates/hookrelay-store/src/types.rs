@@ -194,6 +194,8 @@ pub struct Progress {
     /// Remove these retry entries (delivered, or moved to dead letters).
     pub retries_done: Vec<Seq>,
     pub dead_letters: Vec<DeadLetterRecord>,
+    /// The round's delivery attempts, for the delivery log.
+    pub attempts: Vec<AttemptRecord>,
 }
 
 impl Progress {
@@ -205,6 +207,7 @@ impl Progress {
             retries: Vec::new(),
             retries_done: Vec::new(),
             dead_letters: Vec::new(),
+            attempts: Vec::new(),
         }
     }
 
@@ -213,7 +216,110 @@ impl Progress {
             && self.retries.is_empty()
             && self.retries_done.is_empty()
             && self.dead_letters.is_empty()
+            && self.attempts.is_empty()
     }
+}
+
+/// What one delivery attempt came to, as the delivery log keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Failed; the event is in the retry set.
+    Retrying,
+    /// The destination refused it; it has attempts left.
+    Refused,
+    /// This attempt made it a dead letter.
+    DeadLettered,
+    /// Over the destination's size limit: never sent, dead-lettered.
+    Dropped,
+    /// The destination took nothing (no connection, timeout, 5xx to everything); the event waits.
+    DestinationDown,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [Self; 6] = [
+        Self::Delivered,
+        Self::Retrying,
+        Self::Refused,
+        Self::DeadLettered,
+        Self::Dropped,
+        Self::DestinationDown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retrying => "retrying",
+            Self::Refused => "refused",
+            Self::DeadLettered => "dead_lettered",
+            Self::Dropped => "dropped",
+            Self::DestinationDown => "destination_down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// One event of an attempt: a call delivers several events at once (an SQS batch), and the log
+/// keeps a batch's successes as one record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptEvent {
+    pub seq: Seq,
+    pub id: String,
+    /// The attempt's number for this event (1 for the first).
+    pub attempt: u32,
+}
+
+/// One delivery attempt of one or more events with the same outcome (one call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub events: Vec<AttemptEvent>,
+    pub at: Timestamp,
+    pub duration_us: u64,
+    pub outcome: AttemptOutcome,
+    /// The error code (`HTTP 500`, an AWS code) on failure.
+    pub code: Option<String>,
+    pub http_status: Option<u16>,
+    /// The first 1 KB of the destination's answer (or the error message) on failure.
+    pub response: Option<String>,
+}
+
+impl AttemptRecord {
+    /// The lowest and highest sequence numbers of its events (`None` when it has none).
+    pub fn seq_range(&self) -> Option<(Seq, Seq)> {
+        let seqs = self.events.iter().map(|e| e.seq);
+        Some((seqs.clone().min()?, seqs.max()?))
+    }
+}
+
+/// A stored attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: i64,
+    pub record: AttemptRecord,
+}
+
+/// Where one event stands for one hook, from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookTrace {
+    pub hook: HookId,
+    /// The hook's cursor: events at or below it are done (delivered, dead-lettered, retrying,
+    /// or passed by its filter).
+    pub cursor: Seq,
+    /// `(failed attempts, next attempt, last error)` while the event is in the retry set.
+    pub retry: Option<(u32, Timestamp, String)>,
+    pub dead_letter: Option<DeadLetterReason>,
+    /// Attempts that include the event, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One event and what happened to it at each of the given hooks.
+#[derive(Debug, Clone)]
+pub struct EventTrace {
+    pub event: StoredEvent,
+    pub hooks: Vec<HookTrace>,
 }
 
 /// What one lease round left this node with (see [`crate::Store::lease_round`]).

@@ -9,7 +9,8 @@ use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
-    AppSettings, DeadLetterReason, DeadLetterRecord, Progress, RetryRecord, Store, StoreError,
+    AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason, DeadLetterRecord,
+    Progress, RetryRecord, Store, StoreError,
 };
 use serde_json::json;
 
@@ -563,7 +564,166 @@ async fn an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds(backend: 
         .unwrap();
 }
 
+fn attempt(events: &[(i64, &str, u32)], outcome: AttemptOutcome, at: Timestamp) -> AttemptRecord {
+    let failed = outcome != AttemptOutcome::Delivered;
+    AttemptRecord {
+        events: events
+            .iter()
+            .map(|(seq, id, attempt)| AttemptEvent {
+                seq: *seq,
+                id: (*id).into(),
+                attempt: *attempt,
+            })
+            .collect(),
+        at,
+        duration_us: 1500,
+        outcome,
+        code: failed.then(|| "HTTP 500".into()),
+        http_status: failed.then_some(500),
+        response: failed.then(|| "try later".into()),
+    }
+}
+
+async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) {
+    let store = backend.open().await;
+    let (app, h) = app_with_hook(&*store).await;
+    let other = store
+        .create_app("b", "k2", &Secret::new("s2"))
+        .await
+        .unwrap()
+        .id;
+    let h2 = hook("h2", true, &[]);
+    store.replace_hooks(other, vec![h2.clone()]).await.unwrap();
+    store
+        .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
+        .await
+        .unwrap();
+    store.append(other, vec![event("e1", "t")]).await.unwrap();
+    let t0 = Timestamp::now();
+    // Round 1: e1 and e3 delivered in one batch, e2 failed and went to the retry set.
+    let mut p = Progress::new(h.id.clone(), own(&*store, &h.id).await);
+    p.cursor = Some(3);
+    p.retries.push(retry(2, 1, 60_000, "HTTP 500"));
+    p.attempts.push(attempt(
+        &[(1, "e1", 1), (3, "e3", 1)],
+        AttemptOutcome::Delivered,
+        t0,
+    ));
+    p.attempts
+        .push(attempt(&[(2, "e2", 1)], AttemptOutcome::Retrying, t0));
+    store.record_progress(p).await.unwrap();
+    // Round 2: e2 delivered on its second attempt.
+    let mut p = Progress::new(h.id.clone(), own(&*store, &h.id).await);
+    p.retries_done.push(2);
+    p.attempts.push(attempt(
+        &[(2, "e2", 2)],
+        AttemptOutcome::Delivered,
+        t0.saturating_add_millis(10),
+    ));
+    store.record_progress(p).await.unwrap();
+
+    let all = store.attempts(&h.id, None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all[0].id > all[1].id && all[1].id > all[2].id,
+        "newest first"
+    );
+    assert_eq!(
+        all[2].record,
+        attempt(
+            &[(1, "e1", 1), (3, "e3", 1)],
+            AttemptOutcome::Delivered,
+            Timestamp::from_millis(t0.millis())
+        )
+    );
+    let failed = store
+        .attempts(&h.id, Some(AttemptOutcome::Retrying), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].record.response.as_deref(), Some("try later"));
+    let page = store
+        .attempts(&h.id, None, Some(all[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, all[1].id);
+
+    // Per event: its attempts at this hook, oldest first; another app's hooks are not asked.
+    let trace = store
+        .event_trace(app, "e2", std::slice::from_ref(&h.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace.event.id, "e2");
+    let at_h = &trace.hooks[0];
+    assert_eq!(at_h.cursor, 3);
+    assert!(at_h.retry.is_none() && at_h.dead_letter.is_none());
+    let outcomes: Vec<_> = at_h.attempts.iter().map(|a| a.record.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![AttemptOutcome::Retrying, AttemptOutcome::Delivered]
+    );
+    let e3 = store
+        .event_trace(app, "e3", std::slice::from_ref(&h.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e3.hooks[0].attempts.len(),
+        1,
+        "found inside the batch's record"
+    );
+    assert!(
+        store
+            .event_trace(app, "nope", std::slice::from_ref(&h.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let theirs = store
+        .event_trace(other, "e1", std::slice::from_ref(&h2.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        theirs.hooks[0].attempts.is_empty(),
+        "app b's e1 is another event"
+    );
+
+    // Kept as long as the events: collected with them; gone with their hook.
+    let future = Timestamp::now().saturating_add_millis(1000);
+    store.collect_garbage(future).await.unwrap();
+    assert!(
+        store
+            .attempts(&h.id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut p = Progress::new(h2.id.clone(), own(&*store, &h2.id).await);
+    p.attempts.push(attempt(
+        &[(4, "e1", 1)],
+        AttemptOutcome::DestinationDown,
+        Timestamp::now(),
+    ));
+    store.record_progress(p).await.unwrap();
+    assert_eq!(
+        store.attempts(&h2.id, None, None, 10).await.unwrap().len(),
+        1
+    );
+    store.replace_hooks(other, vec![]).await.unwrap();
+    assert!(
+        store
+            .attempts(&h2.id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 contract_tests!(
+    the_delivery_log_answers_per_hook_and_per_event,
     an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds,
     apps_keep_their_secrets_encrypted_and_survive_reopen,
     replace_hooks_orders_deletes_and_places_cursors,

@@ -2,18 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use hookrelay_core::HookId;
-use hookrelay_core::hook::input::wire_hook_id;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::AppAuth;
 use crate::context::duration;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
-
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 pub struct Page {
@@ -28,18 +23,8 @@ pub async fn list(
     Path(hook_id): Path<String>,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
-    let wire = wire_hook_id(&hook_id).map_err(|e| ApiError::not_found(e.0))?;
-    let hook_id = HookId::scoped(app.id, &wire);
-    let owned = state
-        .store
-        .hooks(app.id)
-        .await?
-        .iter()
-        .any(|h| h.id == hook_id);
-    if !owned {
-        return Err(ApiError::not_found(format!("hook {wire} does not exist")));
-    }
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let hook_id = super::owned_hook(&state, app.id, &hook_id).await?;
+    let limit = super::page_limit(page.limit);
     let letters = state
         .store
         .dead_letters(&hook_id, page.before, limit)

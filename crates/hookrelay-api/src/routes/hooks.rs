@@ -108,6 +108,11 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
         // The hook's `rate_limit`, and the rate in force (lower while the destination throttles).
         "rate_limit": hook.rate_limit,
         "current_rate": stats.as_ref().and_then(|s| s.rate()),
+        // Deliveries and failed attempts per minute over the last hour, oldest first (counted
+        // by this process since it started).
+        "per_minute": stats.as_ref().map(|s| s.per_minute.last_hour(now)).unwrap_or_default()
+            .iter().map(|m| json!({"at": m.at.to_rfc3339(), "delivered": m.delivered, "failed": m.failed}))
+            .collect::<Vec<_>>(),
     }))
 }
 

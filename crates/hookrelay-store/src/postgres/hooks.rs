@@ -69,6 +69,8 @@ pub async fn replace(
         // A deleted hook takes its pending work with it.
         c.execute("DELETE FROM retries WHERE hook_id = ANY($1)", &[&gone])
             .await?;
+        c.execute("DELETE FROM attempts WHERE hook_id = ANY($1)", &[&gone])
+            .await?;
         c.execute("DELETE FROM dead_letters WHERE hook_id = ANY($1)", &[&gone])
             .await?;
         c.execute("DELETE FROM hooks WHERE id = ANY($1)", &[&gone])

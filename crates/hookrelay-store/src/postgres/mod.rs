@@ -17,6 +17,7 @@
 //! `synchronous_commit = on`, that is after its WAL is flushed.
 
 mod apps;
+mod attempts;
 mod events;
 mod hooks;
 mod leases;
@@ -35,8 +36,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
 use crate::{
-    App, AppId, AppSettings, Appended, Cursor, DeadLetter, DueRetry, HookBacklog, HookRecord,
-    Lease, LeaseRound, Progress, Result, SecretBox, Seq, Store, StoreError, StoredEvent,
+    App, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter, DueRetry,
+    EventTrace, HookBacklog, HookRecord, Lease, LeaseRound, Progress, Result, SecretBox, Seq,
+    Store, StoreError, StoredEvent,
 };
 
 /// How many queued operations one group commit takes at most.
@@ -478,6 +480,25 @@ impl Store for PostgresStore {
         progress::dead_letters(&**self.pool.get().await?, hook, before, limit).await
     }
 
+    async fn attempts(
+        &self,
+        hook: &HookId,
+        outcome: Option<AttemptOutcome>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>> {
+        attempts::list(&**self.pool.get().await?, hook, outcome, before, limit).await
+    }
+
+    async fn event_trace(
+        &self,
+        app: AppId,
+        event_id: &str,
+        hooks: &[HookId],
+    ) -> Result<Option<EventTrace>> {
+        attempts::trace(&**self.pool.get().await?, app, event_id, hooks).await
+    }
+
     async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
         self.in_transaction(true, async |tx| {
             progress::set_paused(&**tx, hook, paused).await
@@ -581,6 +602,8 @@ impl Store for PostgresStore {
         for app in apps {
             total += events::collect_app(&**client, app, older_than, GC_SLICE).await?;
         }
+        // The delivery log is kept as long as the events it describes.
+        while attempts::delete_old(&**client, older_than, GC_SLICE).await? == GC_SLICE as u64 {}
         Ok(total)
     }
 }

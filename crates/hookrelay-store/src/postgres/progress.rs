@@ -132,6 +132,7 @@ pub async fn record(
         )
         .await?;
     }
+    crate::postgres::attempts::insert(c, &p.hook, &p.attempts).await?;
     Ok(())
 }
 

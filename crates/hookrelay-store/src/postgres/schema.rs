@@ -111,6 +111,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE apps ADD COLUMN previous_api_secret BYTEA;
     ALTER TABLE apps ADD COLUMN previous_secret_until_ms BIGINT;
     "#,
+    // 4: the delivery log, as in the SQLite store (one row per call and outcome).
+    r#"
+    CREATE TABLE attempts (
+        id          BIGSERIAL PRIMARY KEY,
+        hook_id     TEXT    NOT NULL,
+        first_seq   BIGINT  NOT NULL,
+        last_seq    BIGINT  NOT NULL,
+        events      TEXT    NOT NULL,
+        at_ms       BIGINT  NOT NULL,
+        duration_us BIGINT  NOT NULL,
+        outcome     TEXT    NOT NULL,
+        code        TEXT,
+        http_status INTEGER,
+        response    TEXT
+    );
+    CREATE INDEX attempts_by_hook ON attempts(hook_id, id);
+    CREATE INDEX attempts_by_seq ON attempts(hook_id, first_seq);
+    CREATE INDEX attempts_by_time ON attempts(at_ms);
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction. Returns how

@@ -15,6 +15,7 @@
 //! means the data survives a crash or power loss.
 
 mod apps;
+mod attempts;
 mod events;
 mod hooks;
 mod progress;
@@ -30,8 +31,9 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    App, AppId, AppSettings, Appended, Cursor, DeadLetter, DueRetry, HookBacklog, HookRecord,
-    Progress, Result, SecretBox, Seq, Store, StoreError, StoredEvent,
+    App, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter, DueRetry,
+    EventTrace, HookBacklog, HookRecord, Progress, Result, SecretBox, Seq, Store, StoreError,
+    StoredEvent,
 };
 
 /// How many queued operations one group commit takes at most; bounds the transaction's size.
@@ -483,6 +485,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn attempts(
+        &self,
+        hook: &HookId,
+        outcome: Option<AttemptOutcome>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>> {
+        let hook = hook.clone();
+        self.read(move |c| attempts::list(c, &hook, outcome, before, limit))
+            .await
+    }
+
+    async fn event_trace(
+        &self,
+        app: AppId,
+        event_id: &str,
+        hooks: &[HookId],
+    ) -> Result<Option<EventTrace>> {
+        let (event_id, hooks) = (event_id.to_owned(), hooks.to_vec());
+        self.read(move |c| attempts::trace(c, app, &event_id, &hooks))
+            .await
+    }
+
     async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
         let hook = hook.clone();
         let found = self
@@ -565,8 +590,15 @@ impl Store for SqliteStore {
                 .await?;
             total += n as u64;
             if n < GC_SLICE {
-                return Ok(total);
+                break;
             }
         }
+        // The delivery log is kept as long as the events it describes.
+        while self
+            .write(move |tx| attempts::delete_old(tx, older_than, GC_SLICE))
+            .await?
+            == GC_SLICE
+        {}
+        Ok(total)
     }
 }

@@ -88,6 +88,7 @@ pub fn record(conn: &Connection, p: &Progress, now: Timestamp) -> Result<()> {
         ])?;
         done.execute(params![hook, e.seq])?;
     }
+    crate::sqlite::attempts::insert(conn, &p.hook, &p.attempts)?;
     Ok(())
 }
 

@@ -88,6 +88,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE apps ADD COLUMN previous_api_secret BLOB;       -- encrypted
     ALTER TABLE apps ADD COLUMN previous_secret_until_ms INTEGER;
     "#,
+    // 5: the delivery log. One row per call and outcome: a batch delivered at once is one row
+    // whose `events` (JSON [[seq, "event id", attempt], ...]) lists its events; `first_seq` and
+    // `last_seq` bound them, to find an event's rows without an index entry per event.
+    r#"
+    CREATE TABLE attempts (
+        id          INTEGER PRIMARY KEY,
+        hook_id     TEXT    NOT NULL,
+        first_seq   INTEGER NOT NULL,
+        last_seq    INTEGER NOT NULL,
+        events      TEXT    NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        outcome     TEXT    NOT NULL,
+        code        TEXT,
+        http_status INTEGER,
+        response    TEXT
+    );
+    CREATE INDEX attempts_by_hook ON attempts(hook_id, id);
+    CREATE INDEX attempts_by_seq ON attempts(hook_id, first_seq);
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction.
