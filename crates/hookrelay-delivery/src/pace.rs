@@ -2,8 +2,10 @@
 //! throttles (429, AWS throttling), and its circuit breaker. Pure state machines over a clock the
 //! caller passes in, so they are tested without waiting.
 //!
-//! * **Rate limit** (`rate_limit` on the hook): a token bucket holding a tenth of a second's
-//!   events, so a limited hook sends small, even rounds rather than a burst per second. Events
+//! * **Rate limit** (`rate_limit` on the hook): a token bucket refilled at the limit. Each round
+//!   takes at most a tenth of a second's events, so a limited hook sends small, even rounds
+//!   rather than a burst per second; the bucket holds up to a second's worth, so a round delayed
+//!   by a busy machine is made up for. Events
 //!   over the limit wait in the log: nothing is dropped. On PostgreSQL one node owns a hook at a
 //!   time, so a bucket in that node's memory limits the hook across the cluster.
 //! * **Throttling** (AIMD): an answer that says "too many requests" halves the rate in force
@@ -18,8 +20,12 @@ use std::time::{Duration, Instant};
 
 /// The lowest rate throttling can push a hook to, in events per second.
 const MIN_RATE: f64 = 1.0;
-/// The bucket holds this share of a second's events.
-const BURST_SECONDS: f64 = 0.1;
+/// A round may send this share of a second's events at most, and the bucket starts with it.
+const ROUND_SECONDS: f64 = 0.1;
+/// The bucket holds at most a second's events: a round delayed by a busy machine catches up
+/// within the second, so the limit is kept on average without being exceeded over any second
+/// of steady sending.
+const BUCKET_SECONDS: f64 = 1.0;
 /// Each second without throttling gives back this share of the rate the hook was cut from.
 const RECOVERY_PER_SECOND: f64 = 0.1;
 
@@ -41,6 +47,8 @@ pub(crate) struct RateLimiter {
     throttled: Option<Throttled>,
     tokens: f64,
     refilled_at: Instant,
+    /// The last round found nothing to send: the time since is not made up for.
+    drained: bool,
     /// No sending before this (a `Retry-After`).
     paused_until: Option<Instant>,
     /// Entries sent in the current one-second window, to know the rate an unlimited hook was
@@ -63,8 +71,9 @@ impl RateLimiter {
         Self {
             limit,
             throttled: None,
-            tokens: limit.map_or(0.0, burst),
+            tokens: limit.map_or(0.0, round_size),
             refilled_at: now,
+            drained: false,
             paused_until: None,
             window: (now, 0),
             last_window_rate: 0.0,
@@ -92,13 +101,22 @@ impl RateLimiter {
         let elapsed = now
             .saturating_duration_since(self.refilled_at)
             .as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(burst(rate));
+        self.tokens = (self.tokens + elapsed * rate).min(bucket_size(rate));
+        if std::mem::take(&mut self.drained) {
+            self.tokens = self.tokens.min(round_size(rate));
+        }
         self.refilled_at = now;
         if self.tokens >= 1.0 {
-            Budget::Entries(self.tokens as usize)
+            Budget::Entries(self.tokens.min(round_size(rate).max(1.0)) as usize)
         } else {
             Budget::Wait(Duration::from_secs_f64((1.0 - self.tokens) / rate))
         }
+    }
+
+    /// A round found nothing to send: only a delay while events waited is made up for, so a hook
+    /// that was idle starts again at its steady pace, not with a burst.
+    pub fn drained(&mut self) {
+        self.drained = true;
     }
 
     /// `n` entries were sent.
@@ -136,7 +154,7 @@ impl RateLimiter {
             ceiling: ceiling.max(MIN_RATE),
             adjusted_at: now,
         });
-        self.tokens = self.tokens.min(burst(rate));
+        self.tokens = self.tokens.min(round_size(rate));
         if let Some(wait) = retry_after.filter(|d| !d.is_zero()) {
             self.paused_until = Some(now + wait);
         }
@@ -155,9 +173,13 @@ impl RateLimiter {
     }
 }
 
-/// The bucket size at `rate`: a tenth of a second's events, at least one.
-fn burst(rate: f64) -> f64 {
-    (rate * BURST_SECONDS).max(1.0)
+/// The most one round sends at `rate`: a tenth of a second's events, at least one.
+fn round_size(rate: f64) -> f64 {
+    (rate * ROUND_SECONDS).max(1.0)
+}
+
+fn bucket_size(rate: f64) -> f64 {
+    (rate * BUCKET_SECONDS).max(1.0)
 }
 
 #[derive(Debug)]
@@ -229,6 +251,37 @@ mod tests {
             now += ms(1);
         }
         assert!((1000..=1010).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn a_round_delayed_by_a_busy_machine_is_made_up_for_within_the_second() {
+        let start = Instant::now();
+        let mut r = RateLimiter::new(Some(100), start);
+        assert_eq!(r.budget(start), Budget::Entries(10), "no burst at start");
+        r.spend(10, start);
+        // Stalled for 400 ms: the next rounds catch up, 10 at a time.
+        let later = start + ms(400);
+        let mut sent = 0;
+        while let Budget::Entries(n) = r.budget(later) {
+            assert_eq!(n, 10);
+            r.spend(n, later);
+            sent += n;
+        }
+        assert_eq!(sent, 40);
+        // A second of stall is the most that is made up for.
+        let stalled = later + Duration::from_secs(5);
+        let mut caught_up = 0;
+        while let Budget::Entries(n) = r.budget(stalled) {
+            r.spend(n, stalled);
+            caught_up += n;
+        }
+        assert_eq!(caught_up, 100);
+        // Time with nothing to send is not: after idling, one round's worth, then the pace.
+        r.drained();
+        let idle = stalled + Duration::from_secs(5);
+        assert_eq!(r.budget(idle), Budget::Entries(10));
+        r.spend(10, idle);
+        assert!(matches!(r.budget(idle), Budget::Wait(_)));
     }
 
     #[test]

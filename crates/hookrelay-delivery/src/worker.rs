@@ -210,6 +210,7 @@ impl Worker {
             .read_events(self.app, cursor.seq, self.settings.read_batch)
             .await?;
         if due.is_empty() && events.is_empty() {
+            pace.limiter.drained();
             return Ok(Round::Idle);
         }
         let shape = Shape { probing, budget };
