@@ -16,7 +16,7 @@ from getstream import Stream
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from stream_chat import StreamChat
 
-from conftest import BIN, FAST_RETRIES, server_token, sqs_hook, wait_until, webhook_hook
+from conftest import BIN, FAST_RETRIES, server_token, sns_hook, sqs_hook, wait_until, webhook_hook
 from receiver import Answer, Receiver
 
 
@@ -207,18 +207,23 @@ def test_standard_webhooks_signatures_verify_with_the_official_library_and_rotat
     receiver.stop()
 
 
-def test_sqs_messages_carry_standard_webhooks_attributes(server, moto):
+def test_sqs_and_sns_messages_carry_standard_webhooks_attributes(server, moto):
     queue = moto.create_queue()
-    server.set_hooks([sqs_hook(queue, id="q", webhook_signature="standard")])
-    secret = server.request("GET", "/v1/hooks/q/signing_secret").json()["webhook_secret"]
-    sent = server.send_events(events("sqs-std", 12, pad="x" * 100))
-    messages = moto.drain(queue, 12)
-    assert {json.loads(m["Body"])["id"] for m in messages} == set(sent)
-    for m in messages:
-        attrs = {k: v["StringValue"] for k, v in m["MessageAttributes"].items()}
-        assert "X-Signature" not in attrs and attrs["event_id"] == attrs["webhook-id"]
-        headers = {k: v for k, v in attrs.items() if k.startswith("webhook-")}
-        assert Webhook(secret).verify(m["Body"], headers)["id"] == attrs["webhook-id"]
+    topic_arn, topic_queue = moto.create_topic_with_queue()
+    server.set_hooks([sqs_hook(queue, id="q", webhook_signature="standard"),
+                      sns_hook(topic_arn, id="t", webhook_signature="standard")])
+    secrets_by_hook = {h: server.request("GET", f"/v1/hooks/{h}/signing_secret").json()["webhook_secret"]
+                       for h in ("q", "t")}
+    assert secrets_by_hook["q"] != secrets_by_hook["t"], "each hook has its own secret"
+    sent = server.send_events(events("aws-std", 12, pad="x" * 100))
+    for hook, name in (("q", queue), ("t", topic_queue)):
+        messages = moto.drain(name, 12)
+        assert {json.loads(m["Body"])["id"] for m in messages} == set(sent)
+        for m in messages:
+            attrs = {k: v["StringValue"] for k, v in m["MessageAttributes"].items()}
+            assert "X-Signature" not in attrs and attrs["event_id"] == attrs["webhook-id"]
+            headers = {k: v for k, v in attrs.items() if k.startswith("webhook-")}
+            assert Webhook(secrets_by_hook[hook]).verify(m["Body"], headers)["id"] == attrs["webhook-id"]
 
 
 def test_the_app_secret_rotates_with_a_window_for_api_calls(server):

@@ -107,6 +107,9 @@ pub(crate) async fn ask_writer<Op, T>(
 
 /// Creates a directory (and its parents) readable by its owner only (0700), for data that holds
 /// event payloads and keys. An existing directory is left as it is.
+/// The delivery-log records kept per hook at most (see [`Store::cap_delivery_log`]).
+pub const MAX_ATTEMPTS_PER_HOOK: usize = 100_000;
+
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -251,4 +254,7 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes events older than `older_than` that every enabled hook's cursor has passed and no
     /// retry entry needs. Returns how many were deleted.
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64>;
+    /// Keeps at most `keep_per_hook` delivery-log records per hook (the newest), so a hook that
+    /// fails fast cannot grow the log without bound within the retention. Returns how many went.
+    async fn cap_delivery_log(&self, keep_per_hook: usize) -> Result<u64>;
 }

@@ -691,6 +691,18 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
         "app b's e1 is another event"
     );
 
+    // Bounded in size: the newest records of each hook are kept.
+    assert_eq!(store.cap_delivery_log(2).await.unwrap(), 1);
+    let kept: Vec<i64> = store
+        .attempts(&h.id, None, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(kept, vec![all[0].id, all[1].id]);
+    assert_eq!(store.cap_delivery_log(2).await.unwrap(), 0);
+
     // Kept as long as the events: collected with them; gone with their hook.
     let future = Timestamp::now().saturating_add_millis(1000);
     store.collect_garbage(future).await.unwrap();

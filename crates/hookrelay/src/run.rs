@@ -301,6 +301,14 @@ async fn collect_garbage(store: Arc<dyn Store>, config: Config, shutdown: Cancel
             Ok(n) => tracing::info!(deleted = n, "deleted delivered events past retention"),
             Err(e) => tracing::error!(error = %e, "garbage collection failed"),
         }
+        match store
+            .cap_delivery_log(hookrelay_store::MAX_ATTEMPTS_PER_HOOK)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "trimmed the delivery log to its size bound"),
+            Err(e) => tracing::error!(error = %e, "trimming the delivery log failed"),
+        }
     }
 }
 

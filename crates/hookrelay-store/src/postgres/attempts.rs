@@ -201,3 +201,20 @@ pub async fn delete_old(c: &impl GenericClient, older_than: Timestamp, limit: i6
     )
     .await?)
 }
+
+/// Deletes each hook's records older than its newest `keep`.
+pub async fn cap(c: &impl GenericClient, keep: i64) -> Result<u64> {
+    let hooks = c.query("SELECT id FROM hooks", &[]).await?;
+    let mut total = 0;
+    for row in &hooks {
+        let hook: &str = row.get(0);
+        total += c
+            .execute(
+                "DELETE FROM attempts WHERE hook_id = $1 AND id <= (
+                     SELECT id FROM attempts WHERE hook_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                &[&hook, &keep],
+            )
+            .await?;
+    }
+    Ok(total)
+}

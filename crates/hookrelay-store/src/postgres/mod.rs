@@ -590,6 +590,10 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn cap_delivery_log(&self, keep_per_hook: usize) -> Result<u64> {
+        attempts::cap(&**self.pool.get().await?, keep_per_hook as i64).await
+    }
+
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64> {
         let client = self.pool.get().await?;
         let apps: Vec<AppId> = client

@@ -179,3 +179,12 @@ pub fn delete_old(conn: &Connection, older_than: Timestamp, limit: usize) -> Res
         params![older_than.millis(), limit as i64],
     )?)
 }
+
+/// Deletes a hook's records older than its newest `keep`.
+pub fn cap(conn: &Connection, hook: &str, keep: usize) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM attempts WHERE hook_id = ?1 AND id <= (
+             SELECT id FROM attempts WHERE hook_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![hook, keep as i64],
+    )?)
+}

@@ -582,6 +582,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn cap_delivery_log(&self, keep_per_hook: usize) -> Result<u64> {
+        let hooks: Vec<String> = self
+            .read(|c| {
+                let mut stmt = c.prepare_cached("SELECT id FROM hooks")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await?;
+        let mut total = 0;
+        for hook in hooks {
+            total += self
+                .write(move |tx| attempts::cap(tx, &hook, keep_per_hook))
+                .await? as u64;
+        }
+        Ok(total)
+    }
+
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64> {
         let mut total = 0;
         loop {
