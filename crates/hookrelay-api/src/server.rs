@@ -100,7 +100,7 @@ struct RefusalLog {
 
 impl RefusalLog {
     fn connection_refused(&self, limit: usize) {
-        metrics::counter!("hookrelay_http_connections_refused_total").increment(1);
+        hookrelay_core::telemetry::record_connection_refused();
         let refused = self.since_last_line.fetch_add(1, Ordering::Relaxed) + 1;
         let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {

@@ -1,4 +1,4 @@
-//! Domain types of hookrelay: no I/O, no async.
+//! Domain types of hookrelay: no I/O, no async (metrics go to the `metrics` facade's recorder).
 //!
 //! # Layout
 //! * `hook`: an event hook ([`EventHook`]) and its destination ([`Target`]): SQS queue, SNS
@@ -10,6 +10,7 @@
 //! * `filter`: the `event_types` match (empty = every event, `message.*` wildcards).
 //! * `secret`: [`Secret`], a string that never shows itself in `Debug` or JSON.
 //! * `sign`: the signatures consumers verify (Stream's `X-Signature`, Standard Webhooks).
+//! * `telemetry`: every Prometheus series emitted through the `metrics` facade, by name.
 //! * `time`: [`Timestamp`], nanoseconds since the epoch, rendered as RFC 3339 or integers.
 //! * `limits`: the size and count limits shared by the API and the dispatcher.
 
@@ -20,6 +21,7 @@ pub mod hook;
 pub mod limits;
 pub mod secret;
 pub mod sign;
+pub mod telemetry;
 pub mod time;
 
 pub use content_filter::ContentFilter;

@@ -19,6 +19,8 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use hookrelay_core::AwsAuth;
 use tokio::sync::Mutex;
 
+use crate::outcome::CallError;
+
 /// Settings for every AWS client.
 #[derive(Debug, Clone)]
 pub struct AwsSettings {
@@ -178,40 +180,6 @@ impl AwsClients {
                 aws_sdk_sns::Client::from_conf(b.build())
             })
             .clone()
-    }
-}
-
-/// A failed delivery call or entry (AWS or webhook), described for people (`last_error`, check
-/// results); `outcome` classifies it for delivery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallError {
-    /// The AWS error code (`AccessDenied`, `AWS.SimpleQueueService.NonExistentQueue`, …), or a
-    /// description of the transport failure (`timeout`, `connection`, `HTTP 503`).
-    pub code: String,
-    pub message: String,
-    pub http_status: Option<u16>,
-    /// The destination asked for this pause (`Retry-After`).
-    pub retry_after: Option<Duration>,
-}
-
-impl CallError {
-    /// An error with a code and a message (no status, no `Retry-After`).
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-            ..Self::default()
-        }
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.message.is_empty() {
-            f.write_str(&self.code)
-        } else {
-            write!(f, "{}: {}", self.code, self.message)
-        }
     }
 }
 

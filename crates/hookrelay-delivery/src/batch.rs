@@ -1,12 +1,7 @@
-//! Packing events into destination batches: pure functions, no I/O.
+//! Packing events into destination batches, and the size AWS counts for a message: pure
+//! functions, no I/O.
 
-/// The message attributes every SQS/SNS message carries, by name. Consumers de-duplicate on
-/// `event_id`, route on `event_type` (SNS filter policies), and verify origin with the hook's
-/// signature attributes (`signing`).
-pub const ATTR_EVENT_TYPE: &str = "event_type";
-pub const ATTR_EVENT_ID: &str = "event_id";
-/// Every attribute is a `String`.
-const STRING_TYPE: &str = "String";
+use crate::destinations::{ATTR_EVENT_ID, ATTR_EVENT_TYPE, STRING_TYPE};
 
 /// The size AWS counts for a message: body plus, per attribute, its name, data type and value.
 /// `signature_bytes` is what the hook's signature attributes add (`Signer::attribute_bytes`).

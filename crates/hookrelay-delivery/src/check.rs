@@ -1,18 +1,19 @@
-//! `check_sqs` / `check_sns`: try a destination for real.
+//! `check_sqs` / `check_sns`: try a destination for real, through the destinations' own calls
+//! (only `destinations/` calls the AWS SDK).
 //!
 //! SQS: `GetQueueAttributes` (the queue exists and is readable with these credentials), then a
-//! `SendMessage` of a `health.check` event. SNS: a `Publish` of the same event. The test message
+//! batch of one `health.check` event. SNS: a single `Publish` of the same event. The test message
 //! is a real delivery: consumers see an event of type `health.check` and can ignore it.
 
 use hookrelay_core::{Target, Timestamp};
 use hookrelay_store::{App, StoredEvent};
 use serde_json::{Map, Value, json};
 
-use crate::aws::{AwsClients, CallError, call_error};
+use crate::aws::AwsClients;
 use crate::destinations::sns::SnsDestination;
 use crate::destinations::sqs::SqsDestination;
-use crate::destinations::{Destination, Outgoing, body_text};
-use crate::outcome::Outcome;
+use crate::destinations::{Destination, Outgoing};
+use crate::outcome::{CallError, Outcome};
 use crate::signing::Signer;
 
 /// Why a check failed, in the shape of Stream's `CheckSQSResponse` / `CheckSNSResponse`.
@@ -81,18 +82,9 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
             auth,
         } => {
             let dest = SqsDestination::new(clients.sqs(region.as_str(), auth).await, queue_url);
-            dest.client()
-                .get_queue_attributes()
-                .queue_url(queue_url.as_str())
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .map_err(|e| {
-                    CheckFailure::from_call(
-                        "reading the queue attributes failed. ",
-                        &call_error(&e),
-                    )
-                })?;
+            dest.read_attributes().await.map_err(|e| {
+                CheckFailure::from_call("reading the queue attributes failed. ", &e)
+            })?;
             send_one(
                 &Destination::Sqs(dest),
                 &event,
@@ -108,24 +100,9 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
         } => {
             let dest = SnsDestination::new(clients.sns(region.as_str(), auth).await, topic_arn);
             // A single Publish, as Stream's check does ("publishing the message failed.").
-            let mut publish = dest
-                .client()
-                .publish()
-                .topic_arn(dest.topic_arn())
-                .message(body_text(&event));
-            for (name, value) in SnsDestination::attributes(&event, &signer, Timestamp::now())
-                .map_err(|e| CheckFailure::from_call("", &e))?
-            {
-                publish = publish.message_attributes(name, value);
-            }
-            if topic_arn.is_fifo() {
-                publish = publish
-                    .message_group_id("health.check")
-                    .message_deduplication_id(&event.id);
-            }
-            publish.send().await.map(|_| ()).map_err(|e| {
-                CheckFailure::from_call("publishing the message failed. ", &call_error(&e))
-            })
+            dest.publish_one(&event, &signer)
+                .await
+                .map_err(|e| CheckFailure::from_call("publishing the message failed. ", &e))
         }
         Target::Webhook { .. } => Err(CheckFailure::new("only SQS and SNS hooks can be checked")),
     }

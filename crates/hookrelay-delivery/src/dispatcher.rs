@@ -24,61 +24,17 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{AwsClients, AwsSettings};
+use crate::aws::AwsClients;
 use crate::check::CheckFailure;
-use crate::destinations::webhook::{WebhookClient, WebhookSettings};
+use crate::destinations::webhook::WebhookClient;
 use crate::destinations::{AppContext, Destination};
-use crate::retry::RetryPolicy;
+use crate::settings::DeliverySettings;
 use crate::signing::Signer;
 use crate::stats::{HookStats, StatsRegistry};
 use crate::worker::Worker;
 
 /// How often the dispatcher re-reads the hooks even when nobody said they changed.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
-
-/// Delivery settings, from the server config.
-#[derive(Debug, Clone)]
-pub struct DeliverySettings {
-    pub retry: RetryPolicy,
-    /// Backoff of a whole hook whose destination fails every call.
-    pub hook_backoff: RetryPolicy,
-    /// SQS/SNS batch calls in flight per hook (FIFO hooks always use 1, to keep order).
-    pub batches_in_flight: usize,
-    /// Events read from the log per round.
-    pub read_batch: usize,
-    /// Calls in a row that fail without an answer before a hook's circuit opens.
-    pub breaker_failures: u32,
-    pub aws: AwsSettings,
-    pub webhook: WebhookSettings,
-}
-
-impl DeliverySettings {
-    /// Calls in flight per hook for this destination.
-    pub fn in_flight_for(&self, destination: &Destination) -> usize {
-        match destination {
-            Destination::Webhook(_) => self.webhook.in_flight.max(1),
-            _ => self.batches_in_flight.max(1),
-        }
-    }
-}
-
-impl Default for DeliverySettings {
-    fn default() -> Self {
-        Self {
-            retry: RetryPolicy::default(),
-            hook_backoff: RetryPolicy {
-                base: Duration::from_secs(1),
-                cap: Duration::from_secs(60),
-                window: Duration::MAX,
-            },
-            batches_in_flight: 16,
-            read_batch: 1000,
-            breaker_failures: 5,
-            aws: AwsSettings::default(),
-            webhook: WebhookSettings::default(),
-        }
-    }
-}
 
 /// What the API holds: tells the dispatcher that hooks changed, and checks destinations.
 #[derive(Clone)]

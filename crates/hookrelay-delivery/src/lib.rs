@@ -3,6 +3,7 @@
 //! # Layout
 //! * `dispatcher`: [`Dispatcher`] runs one worker per enabled hook and restarts workers when hooks
 //!   change; [`DeliveryHandle`] is how the API tells it so, and runs destination checks.
+//! * `settings`: [`DeliverySettings`], what the dispatcher and workers read from the config.
 //! * `worker`: one hook's loop: each round reads after the cursor, plans, sends, settles and
 //!   records progress; `round` holds the pure plan and settle steps.
 //! * `outcome`: [`outcome::Outcome`], what one attempt of one entry came to, and the classifiers
@@ -25,8 +26,10 @@ pub mod outcome;
 mod pace;
 pub mod retry;
 mod round;
+mod settings;
 pub mod signing;
 pub mod stats;
 mod worker;
 
-pub use dispatcher::{DeliveryHandle, DeliverySettings, Dispatcher};
+pub use dispatcher::{DeliveryHandle, Dispatcher};
+pub use settings::DeliverySettings;

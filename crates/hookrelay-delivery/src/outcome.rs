@@ -7,7 +7,41 @@
 //! destination is down", so it cannot hold back the events behind it; only failures that say
 //! nothing about the entry (no connection, timeouts, 5xx/429, missing queue, bad keys) do.
 
-use crate::aws::CallError;
+use std::time::Duration;
+
+/// A failed delivery call or entry (AWS or webhook), described for people (`last_error`, check
+/// results); `outcome` classifies it for delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallError {
+    /// The AWS error code (`AccessDenied`, `AWS.SimpleQueueService.NonExistentQueue`, …), or a
+    /// description of the transport failure (`timeout`, `connection`, `HTTP 503`).
+    pub code: String,
+    pub message: String,
+    pub http_status: Option<u16>,
+    /// The destination asked for this pause (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl CallError {
+    /// An error with a code and a message (no status, no `Retry-After`).
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.message.is_empty() {
+            f.write_str(&self.code)
+        } else {
+            write!(f, "{}: {}", self.code, self.message)
+        }
+    }
+}
 
 /// How many attempts a webhook entry refused with a 4xx/3xx answer gets in all: a receiver may
 /// refuse while it deploys, but no more than that.

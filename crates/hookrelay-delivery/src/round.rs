@@ -22,9 +22,9 @@ use hookrelay_store::{
     Progress, RetryRecord, Seq, StoredEvent,
 };
 
-use crate::aws::CallError;
 use crate::batch::pack;
 use crate::destinations::BatchLimits;
+use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::retry::{Next, RetryPolicy};
 

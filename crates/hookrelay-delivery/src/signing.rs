@@ -9,8 +9,8 @@ use hookrelay_core::sign::{
 };
 use hookrelay_core::{EventHook, Secret, Timestamp};
 
-/// Bytes of `String`, the data type of every attribute: AWS counts it in a message's size.
-const STRING_TYPE_LEN: usize = "String".len();
+/// Bytes of the data type of every attribute: AWS counts it in a message's size.
+const STRING_TYPE_LEN: usize = crate::destinations::STRING_TYPE.len();
 /// Digits of a Unix time in seconds (until the year 2286).
 const TIMESTAMP_DIGITS: usize = 10;
 

@@ -4,8 +4,8 @@
 //! backlog figures (retry set, dead letters, lag) come from the store, which is durable.
 //! Per-hook series are rendered from this registry at each scrape ([`render_hook_metrics`]), so
 //! a deleted hook's series go with it; the other series (histograms, ingest) go through the
-//! `metrics` recorder. Every metric name and label set is here; labels are bounded (hook id,
-//! hook type, app id: never an API key, never an event id).
+//! `metrics` recorder, named in `hookrelay_core::telemetry`. Labels are bounded (hook id, hook
+//! type, app id: never an API key, never an event id).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use hookrelay_core::{HookId, Timestamp};
 use hookrelay_store::DeadLetterReason;
 
-use crate::aws::CallError;
+use crate::outcome::CallError;
 
 /// A hook's last failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,8 +161,7 @@ impl HookRecorder {
         self.stats
             .last_success_ms
             .store(now.millis(), Ordering::Relaxed);
-        metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => self.hook_type)
-            .record(latency_secs);
+        hookrelay_core::telemetry::record_delivery_latency(self.hook_type, latency_secs);
     }
 
     fn set_last_error(&self, error: &CallError) {
@@ -250,15 +249,6 @@ impl StatsRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .remove(hook);
     }
-}
-
-/// Ingest metrics, recorded by the API.
-pub fn record_ingest(app_id: i64, events: usize, bytes: usize, seconds: f64) {
-    metrics::counter!("hookrelay_ingested_events_total", "app_id" => app_id.to_string())
-        .increment(events as u64);
-    metrics::counter!("hookrelay_ingested_bytes_total", "app_id" => app_id.to_string())
-        .increment(bytes as u64);
-    metrics::histogram!("hookrelay_ingest_request_seconds").record(seconds);
 }
 
 /// One hook as a scrape shows it: its labels, its counters (if this process ran it) and its

@@ -23,12 +23,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::aws::CallError;
 use crate::destinations::{Destination, Outgoing};
-use crate::dispatcher::DeliverySettings;
+use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::pace::{Breaker, Budget, RateLimiter};
 use crate::round::{Call, Item, Note, Sent, SettleRules, Settlement, Shape, plan, settle};
+use crate::settings::DeliverySettings;
 use crate::signing::Signer;
 use crate::stats::HookRecorder;
 

@@ -75,7 +75,7 @@ pub async fn ingest(
     let bytes: usize = prepared.iter().map(|e| e.payload.len()).sum();
     let count = prepared.len();
     let appended = state.store.append(app.id, prepared).await?;
-    hookrelay_delivery::stats::record_ingest(app.id, count, bytes, crate::context::elapsed_secs());
+    hookrelay_core::telemetry::record_ingest(app.id, count, bytes, crate::context::elapsed_secs());
     let events: Vec<Value> = appended
         .into_iter()
         .map(|a| match a.seq {

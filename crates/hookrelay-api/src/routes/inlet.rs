@@ -101,7 +101,7 @@ pub async fn stream(
     .map_err(|reason| ApiError::field("event", &reason))?;
     let bytes = event.payload.len();
     let appended = state.store.append(app.id, vec![event]).await?;
-    hookrelay_delivery::stats::record_ingest(app.id, 1, bytes, crate::context::elapsed_secs());
+    hookrelay_core::telemetry::record_ingest(app.id, 1, bytes, crate::context::elapsed_secs());
     let first = appended.into_iter().next();
     let (id, duplicate) = first.map_or((String::new(), false), |a| (a.id, a.seq.is_none()));
     Ok(Json(

@@ -13,10 +13,19 @@ use hookrelay_core::limits::{AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES};
 use hookrelay_core::{EventHook, Target};
 use hookrelay_store::StoredEvent;
 
-use crate::aws::{AwsClients, CallError};
+use crate::aws::AwsClients;
 use crate::batch::aws_message_size;
+use crate::outcome::CallError;
 use crate::outcome::{Outcome, classify_call_error, classify_entry_error};
 use crate::signing::{SignatureSize, Signer};
+
+/// The message attributes every SQS/SNS message carries, by name. Consumers de-duplicate on
+/// `event_id`, route on `event_type` (SNS filter policies), and verify origin with the hook's
+/// signature attributes (`signing`).
+pub const ATTR_EVENT_TYPE: &str = "event_type";
+pub const ATTR_EVENT_ID: &str = "event_id";
+/// The data type of every attribute.
+pub const STRING_TYPE: &str = "String";
 
 /// An event on its way, with the number of this attempt (1 for the first).
 #[derive(Debug, Clone)]

@@ -5,9 +5,12 @@ use hookrelay_core::Timestamp;
 use hookrelay_core::hook::TopicArn;
 use hookrelay_store::StoredEvent;
 
-use super::{Outgoing, body_text, build_error, fifo_group, outcomes};
-use crate::aws::{CallError, call_error};
-use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE};
+use super::{
+    ATTR_EVENT_ID, ATTR_EVENT_TYPE, Outgoing, STRING_TYPE, body_text, build_error, fifo_group,
+    outcomes,
+};
+use crate::aws::call_error;
+use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::signing::Signer;
 
@@ -20,7 +23,7 @@ pub struct SnsDestination {
 
 fn attribute(value: &str) -> Result<MessageAttributeValue, CallError> {
     MessageAttributeValue::builder()
-        .data_type("String")
+        .data_type(STRING_TYPE)
         .string_value(value)
         .build()
         .map_err(build_error)
@@ -35,17 +38,27 @@ impl SnsDestination {
         }
     }
 
-    pub fn client(&self) -> &aws_sdk_sns::Client {
-        &self.client
-    }
-
-    pub fn topic_arn(&self) -> &str {
-        &self.topic_arn
+    /// Publishes one event alone (`Publish`, not a batch), as Stream's `check_sns` does.
+    pub async fn publish_one(&self, event: &StoredEvent, signer: &Signer) -> Result<(), CallError> {
+        let mut publish = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(body_text(event));
+        for (name, value) in Self::attributes(event, signer, Timestamp::now())? {
+            publish = publish.message_attributes(name, value);
+        }
+        if self.fifo {
+            publish = publish
+                .message_group_id(fifo_group(event))
+                .message_deduplication_id(&event.id);
+        }
+        publish.send().await.map(|_| ()).map_err(|e| call_error(&e))
     }
 
     /// The type, id and signature attributes (`event_type` makes SNS subscription filter
     /// policies work).
-    pub fn attributes(
+    fn attributes(
         event: &StoredEvent,
         signer: &Signer,
         now: Timestamp,

@@ -5,9 +5,12 @@ use hookrelay_core::Timestamp;
 use hookrelay_core::hook::QueueUrl;
 use hookrelay_store::StoredEvent;
 
-use super::{Outgoing, body_text, build_error, fifo_group, outcomes};
-use crate::aws::{CallError, call_error};
-use crate::batch::{ATTR_EVENT_ID, ATTR_EVENT_TYPE};
+use super::{
+    ATTR_EVENT_ID, ATTR_EVENT_TYPE, Outgoing, STRING_TYPE, body_text, build_error, fifo_group,
+    outcomes,
+};
+use crate::aws::call_error;
+use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::signing::Signer;
 
@@ -20,7 +23,7 @@ pub struct SqsDestination {
 
 fn attribute(value: &str) -> Result<MessageAttributeValue, CallError> {
     MessageAttributeValue::builder()
-        .data_type("String")
+        .data_type(STRING_TYPE)
         .string_value(value)
         .build()
         .map_err(build_error)
@@ -35,8 +38,16 @@ impl SqsDestination {
         }
     }
 
-    pub fn client(&self) -> &aws_sdk_sqs::Client {
-        &self.client
+    /// Reads the queue's ARN: the queue exists and these credentials may use it.
+    pub async fn read_attributes(&self) -> Result<(), CallError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| call_error(&e))
     }
 
     /// One entry: body, the type, id and signature attributes, and for FIFO queues group and

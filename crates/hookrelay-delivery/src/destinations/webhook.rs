@@ -24,7 +24,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
 use super::Outgoing;
-use crate::aws::CallError;
+use crate::outcome::CallError;
 use crate::outcome::{Outcome, classify_http_status};
 use crate::signing::Signer;
 /// Bytes of a failed answer's body kept in `last_error`.

@@ -328,8 +328,7 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
     }
     .await;
     let events: usize = appends.iter().map(|(_, e, _)| e.len()).sum();
-    metrics::histogram!("hookrelay_store_commit_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("hookrelay_store_commit_events").record(events as f64);
+    hookrelay_core::telemetry::record_store_commit(started.elapsed().as_secs_f64(), events);
     match result {
         Ok((round_results, appended_lists)) => {
             if let Some(seq) = appended_lists.iter().flatten().filter_map(|a| a.seq).max() {

@@ -313,8 +313,7 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteOp>, appended: &watch::Se
                 .collect()
         }
     };
-    metrics::histogram!("hookrelay_store_commit_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("hookrelay_store_commit_events").record(events as f64);
+    hookrelay_core::telemetry::record_store_commit(started.elapsed().as_secs_f64(), events);
     let max_seq = results
         .iter()
         .filter_map(|r| match r {

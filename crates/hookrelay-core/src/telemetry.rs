@@ -1,0 +1,31 @@
+//! Every Prometheus series hookrelay emits through the `metrics` facade, by name, in one place:
+//! the crates call these functions rather than naming series themselves, so each series has one
+//! name and one label set. Labels are bounded (app id, hook type): never an API key or an event
+//! id. The per-hook series (delivered, failed, lag, …) are rendered at each scrape from the
+//! delivery crate's registry (`hookrelay_delivery::stats`), so a deleted hook's series go with it.
+
+/// Events and bytes accepted by ingest (the API, the Stream inlet), and the request's duration.
+pub fn record_ingest(app_id: i64, events: usize, bytes: usize, seconds: f64) {
+    metrics::counter!("hookrelay_ingested_events_total", "app_id" => app_id.to_string())
+        .increment(events as u64);
+    metrics::counter!("hookrelay_ingested_bytes_total", "app_id" => app_id.to_string())
+        .increment(bytes as u64);
+    metrics::histogram!("hookrelay_ingest_request_seconds").record(seconds);
+}
+
+/// One group commit of the store: how long it took and how many events it held.
+pub fn record_store_commit(seconds: f64, events: usize) {
+    metrics::histogram!("hookrelay_store_commit_seconds").record(seconds);
+    metrics::histogram!("hookrelay_store_commit_events").record(events as f64);
+}
+
+/// A connection refused because the server was at its connection limit.
+pub fn record_connection_refused() {
+    metrics::counter!("hookrelay_http_connections_refused_total").increment(1);
+}
+
+/// An event acknowledged by its destination, `seconds` after it was accepted.
+pub fn record_delivery_latency(hook_type: &'static str, seconds: f64) {
+    metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => hook_type)
+        .record(seconds);
+}
