@@ -310,3 +310,14 @@ def test_queue_urls_aws_forms_and_emulators(server, moto):
     server.send_events([{"id": "via-emulator-url", "type": "message.new"}])
     [message] = moto.drain(queue, 1)
     assert json.loads(message["Body"])["id"] == "via-emulator-url"
+
+
+def test_settings_out_of_bounds_stop_the_start_with_their_names(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[delivery]\nbatches_in_flight = 0\nread_batch = 1000\n[webhook]\nin_flight = 5000\n')
+    out = subprocess.run([str(BIN), "serve", "--config", str(config), "--data-dir", str(tmp_path / "d"),
+                          "--listen", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "delivery.batches_in_flight must be 1 to 256, not 0" in out.stderr, out.stderr
+    assert "webhook.in_flight must be 1 to 1024, not 5000" in out.stderr
+    assert not (tmp_path / "d").exists(), "nothing is created before the settings are checked"

@@ -24,11 +24,12 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    /// Calls in flight per hook for this destination.
+    /// Calls in flight per hook for this destination (at least 1: the config is checked at
+    /// start-up).
     pub fn in_flight_for(&self, destination: &Destination) -> usize {
         match destination {
-            Destination::Webhook(_) => self.webhook.in_flight.max(1),
-            _ => self.batches_in_flight.max(1),
+            Destination::Webhook(_) => self.webhook.in_flight,
+            _ => self.batches_in_flight,
         }
     }
 }

@@ -127,6 +127,9 @@ impl Cli {
         if let Some(dir) = self.global.data_dir {
             config.data_dir = dir;
         }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -330,6 +330,99 @@ impl Config {
         figment.extract().map_err(Box::new)
     }
 
+    /// Checks the bounds of every setting, naming each one out of bounds (`delivery.read_batch
+    /// must be 1 to 100000, not 0`), so a bad value stops the start with a clear error rather
+    /// than being silently adjusted.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut wrong = Vec::new();
+        let mut within = |name: &str, value: u64, low: u64, high: u64| {
+            if !(low..=high).contains(&value) {
+                wrong.push(format!("{name} must be {low} to {high}, not {value}"));
+            }
+        };
+        let d = &self.delivery;
+        within(
+            "delivery.batches_in_flight",
+            d.batches_in_flight as u64,
+            1,
+            256,
+        );
+        within("delivery.read_batch", d.read_batch as u64, 1, 100_000);
+        within(
+            "delivery.breaker_failures",
+            d.breaker_failures.into(),
+            1,
+            1_000_000,
+        );
+        within("webhook.in_flight", self.webhook.in_flight as u64, 1, 1024);
+        within(
+            "http.max_connections",
+            self.http.max_connections as u64,
+            1,
+            1_000_000,
+        );
+        within(
+            "postgres.pool_size",
+            self.postgres.pool_size as u64,
+            2,
+            1024,
+        );
+        within(
+            "limits.max_body_bytes",
+            self.limits.max_body_bytes as u64,
+            1024,
+            1 << 30,
+        );
+        within(
+            "limits.max_event_bytes",
+            self.limits.max_event_bytes as u64,
+            1024,
+            self.limits.max_body_bytes as u64,
+        );
+        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        within(
+            "delivery.retry_base (ms)",
+            ms(d.retry_base),
+            1,
+            ms(d.retry_cap),
+        );
+        within(
+            "delivery.retry_window (ms)",
+            ms(d.retry_window),
+            1,
+            u64::MAX,
+        );
+        within(
+            "delivery.hook_backoff_cap (ms)",
+            ms(d.hook_backoff_cap),
+            1,
+            u64::MAX,
+        );
+        within(
+            "webhook.timeout (ms)",
+            ms(self.webhook.timeout),
+            1,
+            u64::MAX,
+        );
+        within(
+            "retention.interval (ms)",
+            ms(self.retention.interval),
+            1,
+            u64::MAX,
+        );
+        within(
+            "postgres.lease_ttl (ms)",
+            ms(self.postgres.lease_ttl),
+            1000,
+            u64::MAX,
+        );
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
+
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("hookrelay.db")
     }
@@ -371,6 +464,23 @@ mod tests {
         ] {
             let err = bad.parse::<ListenAddr>().unwrap_err();
             assert!(err.contains("127.0.0.1:3030"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_out_of_bounds_are_refused_by_name() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut config = Config::default();
+        config.delivery.batches_in_flight = 0;
+        config.webhook.in_flight = 5000;
+        config.delivery.retry_base = Duration::from_secs(3600);
+        let error = config.validate().unwrap_err();
+        for name in [
+            "delivery.batches_in_flight",
+            "webhook.in_flight",
+            "delivery.retry_base",
+        ] {
+            assert!(error.contains(name), "{error}");
         }
     }
 
