@@ -1,7 +1,7 @@
 //! The dispatcher: keeps exactly one worker running per enabled hook this node owns.
 //!
-//! It compares the hooks in the store with the workers it runs whenever hooks change (the API
-//! says so, or the store does for changes made on another node) and every 30 s as a safety net.
+//! It compares the hooks in the store with the workers it runs whenever hooks change (the store
+//! says so, for changes made through this node or another) and every 30 s as a safety net.
 //! A changed hook's worker is told to stop at once (its round is cut short: what was
 //! acknowledged is recorded, requests still in flight are dropped and sent again later); its
 //! successor starts only once it has ended, so two workers never deliver the same hook at once.
@@ -36,10 +36,11 @@ use crate::worker::Worker;
 /// How often the dispatcher re-reads the hooks even when nobody said they changed.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 
-/// What the API holds: tells the dispatcher that hooks changed, and checks destinations.
+/// What the API holds: live hook figures, destination checks and test sends. Changes to hooks
+/// reach the dispatcher through the store alone (`Store::subscribe_config`), whichever node
+/// made them.
 #[derive(Clone)]
 pub struct DeliveryHandle {
-    changed: Arc<Notify>,
     clients: Arc<AwsClients>,
     http: WebhookClient,
     stats: Arc<StatsRegistry>,
@@ -47,13 +48,6 @@ pub struct DeliveryHandle {
 }
 
 impl DeliveryHandle {
-    /// Hooks, or app settings their delivery depends on (compression, keys), changed: the
-    /// dispatcher re-reads them now.
-    pub fn config_changed(&self) {
-        // notify_one keeps a permit when the dispatcher is busy, so no change is missed.
-        self.changed.notify_one();
-    }
-
     /// Whether the dispatcher's loop runs (for readiness checks).
     pub fn is_running(&self) -> bool {
         self.running.load(std::sync::atomic::Ordering::Relaxed)
@@ -141,7 +135,6 @@ impl Dispatcher {
         let stats = Arc::new(StatsRegistry::default());
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handle = DeliveryHandle {
-            changed: changed.clone(),
             clients: clients.clone(),
             http: http.clone(),
             stats: stats.clone(),
@@ -179,8 +172,9 @@ impl Dispatcher {
             }
             let wake = next_lease_round.min(tokio::time::Instant::now() + RECONCILE_EVERY);
             tokio::select! {
+                // A worker ended: its successor may start.
                 _ = self.changed.notified() => {}
-                // A change made through another node: new hooks may be free to take now.
+                // Hooks or app settings changed, through any node: new hooks may be free to take.
                 _ = config.changed() => next_lease_round = tokio::time::Instant::now(),
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.cancelled() => break,

@@ -72,8 +72,6 @@ pub async fn set_secret(
     if let Some(fresh) = state.store.app_by_id(app.id).await? {
         state.apps.put(Arc::new(fresh));
     }
-    // Workers sign deliveries with the secret: they restart with the new one.
-    state.delivery.config_changed();
     tracing::info!(app_id = app.id, keep_previous, "API secret rotated");
     let previous_valid_until = until.map(Timestamp::to_rfc3339);
     Ok(Json(
@@ -87,7 +85,6 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     state.store.delete_app(app.id).await?;
     state.apps.remove(&app.api_key);
-    state.delivery.config_changed();
     tracing::info!(app_id = app.id, "app deleted");
     Ok(Json(json!({"deleted": true, "duration": duration()})))
 }

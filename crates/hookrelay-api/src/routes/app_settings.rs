@@ -89,15 +89,12 @@ pub async fn update(
             }
             other => other?,
         }
-        state.delivery.config_changed();
     }
     if let Some(settings) = settings {
         state.store.update_app_settings(app.id, settings).await?;
         if let Some(fresh) = state.store.app_by_id(app.id).await? {
             state.apps.put(Arc::new(fresh));
         }
-        // Delivery reads some settings (enable_hook_payload_compression).
-        state.delivery.config_changed();
     }
     Ok(Json(json!({ "duration": duration() })))
 }

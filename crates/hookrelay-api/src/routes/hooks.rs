@@ -142,7 +142,6 @@ async fn set_paused(
 ) -> ApiResult<Json<Value>> {
     let mut record = record(&state, app, id).await?;
     state.store.set_paused(&record.hook.id, paused).await?;
-    state.delivery.config_changed();
     record.paused = paused;
     let status = status_of(&state, app, &record).await?;
     Ok(Json(json!({"hook": status, "duration": duration()})))

@@ -189,6 +189,11 @@ impl PostgresStore {
                 .await?;
         }
         tx.commit().await?;
+        if notify {
+            // This node's dispatcher hears of it at once, even while the listening connection
+            // is being re-established.
+            self.config.send_modify(|n| *n += 1);
+        }
         Ok(value)
     }
 
