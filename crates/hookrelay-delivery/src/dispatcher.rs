@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay_core::{EventHook, HookId, Target};
+use hookrelay_core::{EventHook, HookId, Target, Timestamp};
 use hookrelay_store::{App, AppId, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -30,7 +30,7 @@ use crate::destinations::webhook::WebhookClient;
 use crate::destinations::{AppContext, Destination};
 use crate::settings::DeliverySettings;
 use crate::signing::Signer;
-use crate::stats::{HookStats, StatsRegistry};
+use crate::stats::{HookSnapshot, HookState, HookStats, StatsRegistry};
 use crate::worker::Worker;
 
 /// How often the dispatcher re-reads the hooks even when nobody said they changed.
@@ -53,7 +53,23 @@ impl DeliveryHandle {
         self.running.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Live figures of a hook this process has run.
+    /// A hook's state and live figures (zeros for a hook this process has not run).
+    /// `retries` is the size of its retry set, from the store.
+    pub fn status(
+        &self,
+        hook: &EventHook,
+        paused: bool,
+        retries: u64,
+    ) -> (HookState, HookSnapshot) {
+        let stats = self.stats.get(&hook.id);
+        let state = HookState::of(hook.enabled, paused, stats.as_deref(), retries);
+        let snapshot = stats
+            .map(|s| HookSnapshot::of(&s, Timestamp::now()))
+            .unwrap_or_default();
+        (state, snapshot)
+    }
+
+    /// Live figures of a hook this process has run (for the metrics scrape).
     pub fn stats(&self, hook: &HookId) -> Option<Arc<HookStats>> {
         self.stats.get(hook)
     }

@@ -417,3 +417,115 @@ mod tests {
         assert_eq!(next.iter().map(|m| m.delivered).sum::<u64>(), 8);
     }
 }
+
+/// What a hook is doing, as the status API and the console show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookState {
+    Healthy,
+    /// Entries wait in the retry set.
+    Retrying,
+    /// The destination failed every call of the last round.
+    BackingOff,
+    /// The circuit breaker is open: one probe at a time.
+    Open,
+    Paused,
+    Disabled,
+}
+
+impl HookState {
+    /// Decided once, in this order: what the operator set, then what delivery is doing.
+    pub fn of(enabled: bool, paused: bool, stats: Option<&HookStats>, retries: u64) -> Self {
+        let flag =
+            |f: fn(&HookStats) -> &AtomicBool| stats.is_some_and(|s| f(s).load(Ordering::Relaxed));
+        if !enabled {
+            Self::Disabled
+        } else if paused {
+            Self::Paused
+        } else if flag(|s| &s.circuit_open) {
+            Self::Open
+        } else if flag(|s| &s.backing_off) {
+            Self::BackingOff
+        } else if retries > 0 {
+            Self::Retrying
+        } else {
+            Self::Healthy
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Retrying => "retrying",
+            Self::BackingOff => "backing_off",
+            Self::Open => "open",
+            Self::Paused => "paused",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// A hook's live figures at one moment, for the status API: counters since this process
+/// started, and the pace in force.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HookSnapshot {
+    pub in_flight: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub last_success: Option<Timestamp>,
+    pub last_error: Option<LastError>,
+    pub circuit_open: bool,
+    pub backing_off: bool,
+    pub current_rate: Option<f64>,
+    pub per_minute: Vec<MinuteCounts>,
+}
+
+impl HookSnapshot {
+    pub fn of(stats: &HookStats, now: Timestamp) -> Self {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Self {
+            in_flight: load(&stats.in_flight),
+            delivered: load(&stats.delivered),
+            failed: load(&stats.failed),
+            dead_lettered: load(&stats.dead_lettered),
+            dropped: load(&stats.dropped),
+            last_success: stats.last_success(),
+            last_error: stats.last_error(),
+            circuit_open: stats.circuit_open.load(Ordering::Relaxed),
+            backing_off: stats.backing_off.load(Ordering::Relaxed),
+            current_rate: stats.rate(),
+            per_minute: stats.per_minute.last_hour(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn the_state_puts_what_the_operator_set_first() {
+        let stats = HookStats::default();
+        assert_eq!(HookState::of(true, false, None, 0), HookState::Healthy);
+        assert_eq!(
+            HookState::of(true, false, Some(&stats), 3),
+            HookState::Retrying
+        );
+        stats.backing_off.store(true, Ordering::Relaxed);
+        assert_eq!(
+            HookState::of(true, false, Some(&stats), 3),
+            HookState::BackingOff
+        );
+        stats.circuit_open.store(true, Ordering::Relaxed);
+        assert_eq!(HookState::of(true, false, Some(&stats), 3), HookState::Open);
+        assert_eq!(
+            HookState::of(true, true, Some(&stats), 3),
+            HookState::Paused
+        );
+        assert_eq!(
+            HookState::of(false, true, Some(&stats), 3),
+            HookState::Disabled
+        );
+    }
+}

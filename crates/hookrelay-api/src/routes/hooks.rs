@@ -10,8 +10,6 @@
 //! * `POST /v1/hooks/{id}/test`: send one `health.check` event and report what the destination said.
 //! * `GET /v1/hooks/{id}/signing_secret`: the hook's Standard Webhooks secret(s), in clear.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use hookrelay_core::hook::input::{Fields, wire_hook_id};
@@ -58,60 +56,40 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
         .backlog(app.id, &hook.id, STATUS_COUNT_UP_TO)
         .await?
         .unwrap_or_default();
-    let stats = state.delivery.stats(&hook.id);
-    let load = |f: fn(&hookrelay_delivery::stats::HookStats) -> u64| stats.as_deref().map_or(0, f);
-    let backing_off = stats
-        .as_ref()
-        .is_some_and(|s| s.backing_off.load(Ordering::Relaxed));
-    let circuit_open = stats
-        .as_ref()
-        .is_some_and(|s| s.circuit_open.load(Ordering::Relaxed));
-    let state_name = if !hook.enabled {
-        "disabled"
-    } else if record.paused {
-        "paused"
-    } else if circuit_open {
-        "open"
-    } else if backing_off {
-        "backing_off"
-    } else if backlog.retries > 0 {
-        "retrying"
-    } else {
-        "healthy"
-    };
+    let (state_now, live) = state.delivery.status(hook, record.paused, backlog.retries);
     let now = Timestamp::now();
     let oldest_age = backlog
         .oldest_pending
         .map(|t| ((now.millis() - t.millis()).max(0) as f64) / 1000.0);
-    let last_error = stats
+    let last_error = live
+        .last_error
         .as_ref()
-        .and_then(|s| s.last_error())
         .map(|e| json!({"at": e.at.to_rfc3339(), "code": e.code, "message": e.message}));
     Ok(json!({
         "id": hook.id.wire(app.id).as_str(),
         "hook_type": hook.target.hook_type().as_str(),
         "enabled": hook.enabled,
         "paused": record.paused,
-        "state": state_name,
+        "state": state_now.as_str(),
         // The node holding the hook's delivery lease (PostgreSQL store); null on one node.
         "node": backlog.owner,
         "lag": {"events": backlog.events_behind, "oldest_pending_age_seconds": oldest_age},
-        "in_flight": load(|s| s.in_flight.load(Ordering::Relaxed)),
+        "in_flight": live.in_flight,
         "retry_backlog": backlog.retries,
         "dead_letters": backlog.dead_letters,
-        "delivered": load(|s| s.delivered.load(Ordering::Relaxed)),
-        "failed": load(|s| s.failed.load(Ordering::Relaxed)),
-        "dead_lettered": load(|s| s.dead_lettered.load(Ordering::Relaxed)),
-        "dropped": load(|s| s.dropped.load(Ordering::Relaxed)),
-        "last_success_at": stats.as_ref().and_then(|s| s.last_success()).map(|t| t.to_rfc3339()),
+        "delivered": live.delivered,
+        "failed": live.failed,
+        "dead_lettered": live.dead_lettered,
+        "dropped": live.dropped,
+        "last_success_at": live.last_success.map(|t| t.to_rfc3339()),
         "last_error": last_error,
         // The hook's `rate_limit`, and the rate in force (lower while the destination throttles).
         "rate_limit": hook.rate_limit,
-        "current_rate": stats.as_ref().and_then(|s| s.rate()),
+        "current_rate": live.current_rate,
         // Deliveries and failed attempts per minute over the last hour, oldest first (counted
         // by this process since it started).
-        "per_minute": stats.as_ref().map(|s| s.per_minute.last_hour(now)).unwrap_or_default()
-            .iter().map(|m| json!({"at": m.at.to_rfc3339(), "delivered": m.delivered, "failed": m.failed}))
+        "per_minute": live.per_minute.iter()
+            .map(|m| json!({"at": m.at.to_rfc3339(), "delivered": m.delivered, "failed": m.failed}))
             .collect::<Vec<_>>(),
     }))
 }
