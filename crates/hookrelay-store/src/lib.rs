@@ -254,6 +254,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes events older than `older_than` that every enabled hook's cursor has passed and no
     /// retry entry needs. Returns how many were deleted.
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64>;
+    /// Writes what is queued and closes the store's own threads and connections; calls after it
+    /// fail with [`StoreError::Closed`]. The server calls it last, on shutdown.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
     /// Keeps at most `keep_per_hook` delivery-log records per hook (the newest), so a hook that
     /// fails fast cannot grow the log without bound within the retention. Returns how many went.
     async fn cap_delivery_log(&self, keep_per_hook: usize) -> Result<u64>;

@@ -173,7 +173,7 @@ impl std::fmt::Display for ApiFailure {
 impl std::error::Error for ApiFailure {}
 
 /// A server token: HS256, `{"server": true}`, as the Stream SDKs make them.
-fn server_token(api_secret: &str, expires_in: Option<Duration>) -> String {
+pub fn server_token(api_secret: &str, expires_in: Option<Duration>) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = match expires_in {
         None => json!({"server": true}),

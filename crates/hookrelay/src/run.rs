@@ -1,4 +1,4 @@
-//! `hookrelay serve`.
+//! `hookrelay serve`, and [`run`], the server on a socket the caller bound (what tests use).
 //!
 //! Start-up order: logging, server key, store (migrations), first app, dispatcher, garbage
 //! collector, HTTP API. Shutdown (SIGTERM or Ctrl-C) runs the other way: the API stops accepting
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::keys;
 
+/// `hookrelay serve`: logging, the listening socket and the signals, around [`run`].
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_json);
     // The port first: a server that cannot listen must not create an app (and print its
@@ -34,15 +35,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 config.listen
             )
         })?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    tokio::spawn(shutdown_watchdog(shutdown.clone(), config.shutdown_grace));
+    run(config, listener, shutdown).await
+}
+
+/// The server, on a socket the caller bound, until `shutdown` is cancelled: store, first app,
+/// dispatcher, garbage collector, metrics upkeep and the API, every task joined before it
+/// returns. Tests run it in-process on a port of their own.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     ensure_first_app(&*store).await?;
 
-    let shutdown = CancellationToken::new();
     let (dispatcher, delivery) = Dispatcher::new(store.clone(), delivery_settings(&config)?)
         .await
         .context("building the webhook HTTP client")?;
-    let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
-    let gc = tokio::spawn(collect_garbage(
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+    tasks.spawn(collect_garbage(
         store.clone(),
         config.clone(),
         shutdown.clone(),
@@ -54,7 +69,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         body_timeout: config.http.body_timeout,
     };
     let metrics = if config.metrics.enabled {
-        Some(install_metrics(shutdown.clone())?)
+        let handle = install_metrics()?;
+        tasks.spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
+        Some(handle)
     } else {
         None
     };
@@ -73,8 +90,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let router = hookrelay_api::router(state);
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "hookrelay is serving");
 
-    tokio::spawn(signal_shutdown(shutdown.clone()));
-    tokio::spawn(shutdown_watchdog(shutdown.clone(), config.shutdown_grace));
     let http = HttpSettings {
         max_connections: config.http.max_connections,
         header_timeout: config.http.header_timeout,
@@ -83,21 +98,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     hookrelay_api::server::serve(listener, router, http, shutdown.clone()).await;
     tracing::info!("API stopped; finishing delivery rounds");
     shutdown.cancel();
-    let _ = dispatcher.await;
-    let _ = gc.await;
+    while tasks.join_next().await.is_some() {}
+    // Everything that writes has ended: the store writes what it holds and closes.
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the store");
+    }
     tracing::info!("hookrelay stopped");
     Ok(())
 }
 
-/// The Prometheus recorder every `metrics::` call records into; `/metrics` renders it.
-fn install_metrics(
-    shutdown: CancellationToken,
-) -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+/// The Prometheus recorder every `metrics::` call records into; `/metrics` renders it. A process
+/// has one global recorder: a second server in the same process (tests) renders its own, empty.
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     // Seconds, from 1 ms to 1 min: delivery latency, ingest requests, store commits.
     const BUCKETS: &[f64] = &[
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     ];
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
             BUCKETS,
@@ -106,19 +123,25 @@ fn install_metrics(
             metrics_exporter_prometheus::Matcher::Full("hookrelay_store_commit_events".into()),
             &[1.0, 10.0, 100.0, 1000.0, 10000.0],
         )?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    // Without an HTTP exporter, the handle needs its periodic upkeep (histogram rotation).
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => upkeep.run_upkeep(),
-                _ = shutdown.cancelled() => return,
-            }
-        }
-    });
+        .build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::debug!("a metrics recorder is already installed in this process");
+    }
     Ok(handle)
+}
+
+/// Without an HTTP exporter, the handle needs its periodic upkeep (histogram rotation).
+async fn metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 fn delivery_settings(config: &Config) -> anyhow::Result<DeliverySettings> {

@@ -57,6 +57,9 @@ enum WriteOp {
     },
     /// Anything else: runs alone, in its own transaction, and replies itself.
     Job(Job),
+    /// Stop once everything sent before is written: the connection closes (checkpointing the
+    /// WAL) and the thread ends.
+    Close(oneshot::Sender<()>),
 }
 
 /// The SQLite [`Store`].
@@ -206,10 +209,10 @@ fn writer_loop(
     mut rx: mpsc::Receiver<WriteOp>,
     appended: &watch::Sender<Seq>,
 ) {
-    let mut held_job: Option<Job> = None;
+    let mut held: Option<WriteOp> = None;
     loop {
-        let first = match held_job.take() {
-            Some(job) => WriteOp::Job(job),
+        let first = match held.take() {
+            Some(op) => op,
             None => match rx.blocking_recv() {
                 Some(op) => op,
                 None => return, // every SqliteStore handle is gone
@@ -220,13 +223,18 @@ fn writer_loop(
                 job(&mut conn);
                 continue;
             }
+            WriteOp::Close(done) => {
+                drop(conn);
+                let _ = done.send(());
+                return;
+            }
             op => vec![op],
         };
         while group.len() < MAX_OPS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(WriteOp::Job(job)) => {
-                    // Keep order: the job runs right after this group.
-                    held_job = Some(job);
+                Ok(op @ (WriteOp::Job(_) | WriteOp::Close(_))) => {
+                    // Keep order: it runs right after this group.
+                    held = Some(op);
                     break;
                 }
                 Ok(op) => group.push(op),
@@ -292,7 +300,7 @@ fn commit_group(conn: &mut Connection, group: Vec<WriteOp>, appended: &watch::Se
             WriteOp::Progress { progress, reply } => {
                 (Work::Progress(progress), Reply::Progress(reply))
             }
-            WriteOp::Job(_) => unreachable!("jobs are never grouped"),
+            WriteOp::Job(_) | WriteOp::Close(_) => unreachable!("jobs are never grouped"),
         })
         .unzip();
     let events: usize = work
@@ -579,6 +587,15 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let (done, closed) = oneshot::channel();
+        self.writer
+            .send(WriteOp::Close(done))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        closed.await.map_err(|_| StoreError::Closed)
     }
 
     async fn cap_delivery_log(&self, keep_per_hook: usize) -> Result<u64> {
