@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+import requests
+
 import pytest
 
 from conftest import Producer, sqs_hook, start_moto, wait_until
@@ -42,13 +44,33 @@ def test_kill_9_during_ingest_and_delivery_loses_nothing(server_factory, moto):
     print(f"\n[figures] kill -9: {len(acknowledged)} acknowledged, all delivered, {duplicates} duplicates")
 
 
+def hook_status(server, hook_id):
+    return server.request("GET", f"/v1/hooks/{hook_id}").json()["hook"]
+
+
+def hook_state(server, hook_id):
+    return hook_status(server, hook_id)["state"]
+
+
+def last_error_code(server, hook_id):
+    error = hook_status(server, hook_id)["last_error"]
+    return error["code"] if error else ""
+
+
+def attempts(server, hook_id, outcome):
+    r = requests.get(f"{server.url}/v1/hooks/{hook_id}/attempts",
+                     params={"api_key": server.key, "outcome": outcome}, headers=server.headers(), timeout=10)
+    return r.json()["attempts"]
+
+
 def test_queue_created_later_gets_every_event(server_factory, moto):
     server = server_factory(config=FAST_RETRIES)
     name = f"late-{int(time.time() * 1000)}"
     [hook] = server.set_hooks([sqs_hook(name)])
     sent = server.send_events([{"id": f"late-{i}", "type": "message.new"} for i in range(50)])
     # The worker fails against the missing queue and backs off as a whole.
-    wait_until(lambda: "NonExistentQueue" in server.log() or "QueueDoesNotExist" in server.log(),
+    wait_until(lambda: "NonExistentQueue" in last_error_code(server, hook["id"])
+               or "QueueDoesNotExist" in last_error_code(server, hook["id"]),
                what="a failed delivery attempt")
     sent += server.send_events([{"id": f"late-{i}", "type": "message.new"} for i in range(50, 80)])
     moto.client("sqs").create_queue(QueueName=name)
@@ -126,8 +148,9 @@ def test_network_outage_then_recovery(server_factory, moto):
     assert len(moto.drain(queue, 20)) == 20
     proxy.cut()
     outage = server.send_events([{"id": f"out-{i}", "type": "a"} for i in range(100)])
-    wait_until(lambda: "backing off" in server.log(), what="the hook to back off")
-    time.sleep(1)
+    wait_until(lambda: hook_state(server, hook["id"]) in ("backing_off", "open"), what="the hook to back off")
+    # Several probes fail while the network is cut (the attempts log records them).
+    wait_until(lambda: len(attempts(server, hook["id"], "destination_down")) >= 3, what="failed probes")
     proxy.restore()
     got = moto.drain(queue, len(outage))
     assert ids_in(got) >= set(outage), "every event sent during the outage arrives"
@@ -179,7 +202,7 @@ def test_bad_credentials_are_reported_then_fixed_keys_let_events_flow(server_fac
     no_args = server.request("POST", "/check_sqs", {}).json()
     assert no_args["status"] == "error" and "SignatureDoesNotMatch" in no_args["error"]
     sent = server.send_events([{"id": f"auth-{i}", "type": "a"} for i in range(30)])
-    wait_until(lambda: "SignatureDoesNotMatch" in server.log(), what="a refused delivery")
+    wait_until(lambda: "SignatureDoesNotMatch" in last_error_code(server, hook["id"]), what="a refused delivery")
     hook["sqs_secret"] = secret
     server.set_hooks([hook])
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]

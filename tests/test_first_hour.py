@@ -126,7 +126,10 @@ def test_events_send_reports_bad_lines_sends_the_rest_and_is_safe_to_rerun(serve
     strict = cli(server, "events", "send", str(path), "--strict", check=False)
     assert strict.returncode == 1 and "nothing was sent" in strict.stderr
     assert "line 2" in strict.stdout and "line 5" in strict.stdout
-    time.sleep(0.5)
+    # Once the hook's cursor has passed everything in the log, nothing more was delivered.
+    hooks = lambda: server.request("GET", "/v1/hooks").json()["hooks"]  # noqa: E731
+    wait_until(lambda: all(h["lag"]["events"] == 0 and h["in_flight"] == 0 for h in hooks()),
+               what="the hook caught up")
     assert len(receiver.requests) == 3
     receiver.stop()
 
@@ -148,7 +151,9 @@ def test_hooks_can_be_paused_resumed_replayed_and_tested_from_the_cli(server):
 
     assert cli(server, "hooks", "pause", hook_id).stdout.strip().endswith("paused")
     server.send_events([{"id": "while-paused", "type": "message.new"}])
-    time.sleep(0.5)
+    status = lambda: json.loads(cli(server, "hooks", "status", hook_id, "--json").stdout)["hook"]  # noqa: E731
+    paused = status()
+    assert paused["state"] == "paused" and paused["lag"]["events"] == 1, "it waits in the log"
     assert "while-paused" not in receiver.by_id()
     assert cli(server, "hooks", "resume", hook_id).stdout.strip().endswith("healthy")
     wait_until(lambda: "while-paused" in receiver.by_id(), what="delivery after resume")
@@ -203,10 +208,10 @@ def test_token_works_for_curl_and_can_expire(server):
                       headers={"Authorization": token, "stream-auth-type": "jwt"}, timeout=10)
     assert ok.status_code == 200, ok.text
     short = cli(server, "token", "--expires-in", "1s").stdout.strip()
-    time.sleep(2.1)
-    expired = requests.get(f"{server.url}/app", params={"api_key": server.key},
-                           headers={"Authorization": short, "stream-auth-type": "jwt"}, timeout=10)
-    assert expired.status_code == 401 and expired.json()["code"] == 40
+    ask = lambda: requests.get(f"{server.url}/app", params={"api_key": server.key},  # noqa: E731
+                               headers={"Authorization": short, "stream-auth-type": "jwt"}, timeout=10)
+    [expired] = wait_until(lambda: (r := ask()).status_code == 401 and [r], timeout=5, what="the token to expire")
+    assert expired.json()["code"] == 40
 
 
 def test_completions_for_each_shell():

@@ -1,6 +1,7 @@
 """Operating hookrelay (issue 5): hook status, pause and resume, replay, metrics, health, and
 graceful shutdown."""
 
+import datetime
 import json
 import signal
 import time
@@ -78,9 +79,13 @@ def test_replay_since_redelivers_exactly_the_retained_matching_events(server, mo
     queue = moto.create_queue()
     [hook] = server.set_hooks([sqs_hook(queue, event_types=["message.new"])])
     server.send_events([{"id": f"old-{i}", "type": t} for i, t in enumerate(["message.new", "reaction.new"] * 5)])
-    time.sleep(1.1)
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    time.sleep(1.1)
+    # "Since" is just after the last old event was created, as the server recorded it.
+    # (The log keeps creation times to the millisecond.)
+    last_old = server.request("GET", "/v1/events/old-9").json()["event"]["created_at"]
+    created = datetime.datetime.fromisoformat(last_old.replace("Z", "+00:00"))
+    since = (created + datetime.timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    wait_until(lambda: datetime.datetime.now(datetime.timezone.utc) > created + datetime.timedelta(milliseconds=2),
+               what="a new millisecond")
     new = [{"id": f"new-{i}", "type": t} for i, t in enumerate(["message.new", "reaction.new"] * 5)]
     server.send_events(new)
     first = moto.drain(queue, 10)

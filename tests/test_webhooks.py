@@ -76,9 +76,12 @@ def test_receiver_down_then_up_loses_nothing(server_factory):
     receiver = Receiver(port=port)
     [hook] = server.set_hooks([webhook_hook(receiver.url)])
     sent = server.send_events(events("down", 40))
-    wait_until(lambda: "backing off" in server.log(), what="the hook to back off")
+    state = lambda: server.request("GET", f"/v1/hooks/{hook['id']}").json()["hook"]["state"]  # noqa: E731
+    wait_until(lambda: state() in ("backing_off", "open"), what="the hook to back off")
     sent += server.send_events(events("down2", 20))
-    time.sleep(1)
+    # The receiver stays down through several failed probes before it comes back.
+    wait_until(lambda: server.request("GET", f"/v1/hooks/{hook['id']}").json()["hook"]["failed"] >= 20,
+               what="failed attempts while down")
     receiver.start()
     wait_until(lambda: receiver.delivered_ids() >= set(sent), timeout=60, what="every event after the outage")
     assert dead_letters(server, hook["id"]) == []
@@ -163,8 +166,9 @@ def test_redirects_are_not_followed(server_factory):
 def test_deny_list_refuses_receivers_in_denied_ranges(server_factory):
     server = server_factory(config=FAST + 'deny_cidrs = ["127.0.0.0/8"]\n')
     receiver = Receiver().start()
-    server.set_hooks([webhook_hook(receiver.url), webhook_hook(f"http://localhost:{receiver.port}/hook")])
+    hooks = server.set_hooks([webhook_hook(receiver.url), webhook_hook(f"http://localhost:{receiver.port}/hook")])
     server.send_events([{"id": "deny", "type": "a"}])
-    wait_until(lambda: server.log().count("denied") >= 2, what="both hooks refused")
+    wait_until(lambda: all([d["reason"] for d in dead_letters(server, h["id"])] == ["denied"] for h in hooks),
+               what="both hooks refused")
     assert receiver.requests == []
     receiver.stop()
