@@ -145,6 +145,17 @@ pub trait Store: Send + Sync + 'static {
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>>;
     /// Every hook of every app, with its operational state: what the dispatcher runs.
     async fn all_hooks(&self) -> Result<Vec<HookRecord>>;
+    /// The app's hooks with their operational state, each as an [`AppHook`]: what the
+    /// operations below take, so a hook is only ever reached through its own app.
+    async fn app_hooks(&self, app: AppId) -> Result<Vec<AppHook>>;
+    /// The app's hook with this id (`None` when the app has no such hook).
+    async fn app_hook(&self, app: AppId, hook: &HookId) -> Result<Option<AppHook>> {
+        Ok(self
+            .app_hooks(app)
+            .await?
+            .into_iter()
+            .find(|h| h.id() == hook))
+    }
     /// Makes `hooks` the app's whole list, atomically. Hooks not in it are deleted with their
     /// pending work; new hooks, and hooks switched from disabled to enabled, start at the head of
     /// the log (no backfill); other hooks keep their cursor.
@@ -177,7 +188,7 @@ pub trait Store: Send + Sync + 'static {
     /// Dead letters of a hook, newest first, `limit` after the `before` id when paging.
     async fn dead_letters(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>>;
@@ -185,7 +196,7 @@ pub trait Store: Send + Sync + 'static {
     /// A hook's delivery log, newest first: attempts with `id < before`, of one outcome if given.
     async fn attempts(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         outcome: Option<AttemptOutcome>,
         before: Option<i64>,
         limit: usize,
@@ -202,16 +213,16 @@ pub trait Store: Send + Sync + 'static {
 
     // --- operations ---
     /// Pauses or resumes a hook. Returns false if there is no such hook.
-    async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool>;
+    async fn set_paused(&self, hook: &AppHook, paused: bool) -> Result<bool>;
     /// Moves the hook's cursor back to just before its app's first retained event created at or
     /// after `since`, and bumps its epoch. Returns how many retained events of the app are now
     /// after the cursor, or `None` if there is no such hook.
-    async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>>;
+    async fn rewind(&self, hook: &AppHook, since: Timestamp) -> Result<Option<u64>>;
     /// Puts dead letters (all of the hook's, or those with these event ids) back into delivery as
     /// retry entries due now, and removes them from the list. Returns the replayed event ids.
     async fn replay_dead_letters(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         event_ids: Option<Vec<String>>,
     ) -> Result<Vec<String>>;
     /// What the hook still has to do. Counts stop at `count_up_to`, so the cost of asking is

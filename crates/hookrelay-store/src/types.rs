@@ -158,6 +158,33 @@ pub struct HookRecord {
     pub paused: bool,
 }
 
+/// A hook reached through its own app: the only way to name a hook to the operations the API
+/// exposes (pause, rewind, dead letters and their replay, the delivery log), so a handler cannot
+/// reach another app's hook by forgetting a check. Only the store makes one
+/// ([`crate::Store::app_hooks`], [`crate::Store::app_hook`]).
+#[derive(Debug, Clone)]
+pub struct AppHook {
+    record: HookRecord,
+}
+
+impl AppHook {
+    pub(crate) fn new(record: HookRecord) -> Self {
+        Self { record }
+    }
+
+    pub fn id(&self) -> &HookId {
+        &self.record.hook.id
+    }
+
+    pub fn app(&self) -> AppId {
+        self.record.app
+    }
+
+    pub fn record(&self) -> &HookRecord {
+        &self.record
+    }
+}
+
 /// Where a hook's delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {

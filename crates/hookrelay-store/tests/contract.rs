@@ -9,8 +9,8 @@ use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
-    AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason, DeadLetterRecord,
-    Progress, RetryRecord, Store, StoreError,
+    AppHook, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason,
+    DeadLetterRecord, Progress, RetryRecord, Store, StoreError,
 };
 use serde_json::json;
 
@@ -24,6 +24,15 @@ async fn app_with_hook(store: &dyn Store) -> (i64, EventHook) {
     let h = hook("h", true, &[]);
     store.replace_hooks(app, vec![h.clone()]).await.unwrap();
     (app, h)
+}
+
+/// The app's hook, as the operations take it.
+async fn of_app(store: &dyn Store, app: i64, hook: &HookId) -> AppHook {
+    store
+        .app_hook(app, hook)
+        .await
+        .unwrap()
+        .expect("the app's hook")
 }
 
 /// Takes the leases of every hook (a no-op on the single-node store) and returns the hook's
@@ -336,7 +345,10 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
             .is_empty()
     );
 
-    let dead = store.dead_letters(&h.id, None, 10).await.unwrap();
+    let dead = store
+        .dead_letters(&of_app(&*store, app, &h.id).await, None, 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (dead[0].event_id.as_str(), dead[0].reason),
@@ -344,7 +356,7 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
     );
     assert!(
         store
-            .dead_letters(&h.id, Some(dead[0].id), 10)
+            .dead_letters(&of_app(&*store, app, &h.id).await, Some(dead[0].id), 10)
             .await
             .unwrap()
             .is_empty()
@@ -405,7 +417,13 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
     store.record_progress(done).await.unwrap();
 
     // Rewind to the start: all 5 events are after the cursor again, under a new epoch.
-    assert_eq!(store.rewind(&h.id, start).await.unwrap(), Some(5));
+    assert_eq!(
+        store
+            .rewind(&of_app(&*store, app, &h.id).await, start)
+            .await
+            .unwrap(),
+        Some(5)
+    );
     let after = store.cursor(&h.id).await.unwrap().unwrap();
     assert_eq!(after.seq, 0);
     assert_ne!(after.epoch, before.epoch);
@@ -426,24 +444,29 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
     let capped = store.backlog(app, &h.id, 2).await.unwrap().unwrap();
     assert_eq!(capped.events_behind, 2, "counting stops at the cap");
     assert!(backlog.oldest_pending.is_some());
-    assert!(
-        store
-            .rewind(&HookId::try_from("nope".to_owned()).unwrap(), start)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let nope = HookId::try_from("nope".to_owned()).unwrap();
+    assert!(store.app_hook(app, &nope).await.unwrap().is_none());
 }
 
 async fn pause_and_dead_letter_replay(backend: impl Backend) {
     let store = backend.open().await;
     let (app, h) = app_with_hook(&*store).await;
-    assert!(store.set_paused(&h.id, true).await.unwrap());
+    assert!(
+        store
+            .set_paused(&of_app(&*store, app, &h.id).await, true)
+            .await
+            .unwrap()
+    );
     assert!(store.all_hooks().await.unwrap()[0].paused);
     // A PATCH of the hook list keeps the operational state.
     store.replace_hooks(app, vec![h.clone()]).await.unwrap();
     assert!(store.all_hooks().await.unwrap()[0].paused);
-    assert!(store.set_paused(&h.id, false).await.unwrap());
+    assert!(
+        store
+            .set_paused(&of_app(&*store, app, &h.id).await, false)
+            .await
+            .unwrap()
+    );
 
     store
         .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
@@ -470,7 +493,10 @@ async fn pause_and_dead_letter_replay(backend: impl Backend) {
     woken.borrow_and_update();
     assert_eq!(
         store
-            .replay_dead_letters(&h.id, Some(vec!["e2".into(), "nope".into()]))
+            .replay_dead_letters(
+                &of_app(&*store, app, &h.id).await,
+                Some(vec!["e2".into(), "nope".into()])
+            )
             .await
             .unwrap(),
         vec!["e2".to_owned()],
@@ -488,18 +514,24 @@ async fn pause_and_dead_letter_replay(backend: impl Backend) {
         &events[1].payload[..],
         "restored from the dead letter"
     );
-    let left = store.dead_letters(&h.id, None, 10).await.unwrap();
+    let left = store
+        .dead_letters(&of_app(&*store, app, &h.id).await, None, 10)
+        .await
+        .unwrap();
     assert_eq!(
         left.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
         vec!["e1"]
     );
     assert_eq!(
-        store.replay_dead_letters(&h.id, None).await.unwrap(),
+        store
+            .replay_dead_letters(&of_app(&*store, app, &h.id).await, None)
+            .await
+            .unwrap(),
         vec!["e1".to_owned()]
     );
     assert!(
         store
-            .dead_letters(&h.id, None, 10)
+            .dead_letters(&of_app(&*store, app, &h.id).await, None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -622,7 +654,10 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     ));
     store.record_progress(p).await.unwrap();
 
-    let all = store.attempts(&h.id, None, None, 10).await.unwrap();
+    let all = store
+        .attempts(&of_app(&*store, app, &h.id).await, None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 3);
     assert!(
         all[0].id > all[1].id && all[1].id > all[2].id,
@@ -637,13 +672,18 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
         )
     );
     let failed = store
-        .attempts(&h.id, Some(AttemptOutcome::Retrying), None, 10)
+        .attempts(
+            &of_app(&*store, app, &h.id).await,
+            Some(AttemptOutcome::Retrying),
+            None,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].record.response.as_deref(), Some("try later"));
     let page = store
-        .attempts(&h.id, None, Some(all[0].id), 1)
+        .attempts(&of_app(&*store, app, &h.id).await, None, Some(all[0].id), 1)
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
@@ -694,7 +734,7 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     // Bounded in size: the newest records of each hook are kept.
     assert_eq!(store.cap_delivery_log(2).await.unwrap(), 1);
     let kept: Vec<i64> = store
-        .attempts(&h.id, None, None, 10)
+        .attempts(&of_app(&*store, app, &h.id).await, None, None, 10)
         .await
         .unwrap()
         .iter()
@@ -708,7 +748,7 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     store.collect_garbage(future).await.unwrap();
     assert!(
         store
-            .attempts(&h.id, None, None, 10)
+            .attempts(&of_app(&*store, app, &h.id).await, None, None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -721,17 +761,24 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     ));
     store.record_progress(p).await.unwrap();
     assert_eq!(
-        store.attempts(&h2.id, None, None, 10).await.unwrap().len(),
+        store
+            .attempts(&of_app(&*store, other, &h2.id).await, None, None, 10)
+            .await
+            .unwrap()
+            .len(),
         1
     );
+    let ah2 = of_app(&*store, other, &h2.id).await;
     store.replace_hooks(other, vec![]).await.unwrap();
     assert!(
         store
-            .attempts(&h2.id, None, None, 10)
+            .attempts(&ah2, None, None, 10)
             .await
             .unwrap()
             .is_empty()
     );
+    // A hook is reached only through its own app.
+    assert!(store.app_hook(app, &h2.id).await.unwrap().is_none());
 }
 
 contract_tests!(

@@ -12,9 +12,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use hookrelay_core::hook::input::{Fields, wire_hook_id};
-use hookrelay_core::{EventHook, HookId, Timestamp};
-use hookrelay_store::{App, HookRecord};
+use hookrelay_core::hook::input::Fields;
+use hookrelay_core::{EventHook, Timestamp};
+use hookrelay_store::{App, AppHook};
 use serde_json::{Value, json};
 
 use crate::auth::AppAuth;
@@ -26,30 +26,14 @@ use crate::state::AppState;
 /// Counts in a hook's status stop here (the status says "at least").
 const STATUS_COUNT_UP_TO: u64 = 1_000_000;
 
-/// The app's hooks with their operational state.
-async fn records(state: &AppState, app: &App) -> ApiResult<Vec<HookRecord>> {
-    Ok(state
-        .store
-        .all_hooks()
-        .await?
-        .into_iter()
-        .filter(|r| r.app == app.id)
-        .collect())
-}
-
 /// The app's hook with this (wire) id.
-async fn record(state: &AppState, app: &App, id: String) -> ApiResult<HookRecord> {
-    let wire = wire_hook_id(&id).map_err(|e| ApiError::not_found(e.0))?;
-    let id = HookId::scoped(app.id, &wire);
-    records(state, app)
-        .await?
-        .into_iter()
-        .find(|r| r.hook.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("hook {wire} does not exist")))
+async fn record(state: &AppState, app: &App, id: String) -> ApiResult<AppHook> {
+    super::owned_hook(state, app.id, &id).await
 }
 
 /// One hook's status.
-pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiResult<Value> {
+pub async fn status_of(state: &AppState, app: &App, owned: &AppHook) -> ApiResult<Value> {
+    let record = owned.record();
     let hook: &EventHook = &record.hook;
     let backlog = state
         .store
@@ -96,8 +80,8 @@ pub async fn status_of(state: &AppState, app: &App, record: &HookRecord) -> ApiR
 
 pub async fn list(State(state): State<AppState>, AppAuth(app): AppAuth) -> ApiResult<Json<Value>> {
     let mut hooks = Vec::new();
-    for record in records(&state, &app).await? {
-        hooks.push(status_of(&state, &app, &record).await?);
+    for hook in state.store.app_hooks(app.id).await? {
+        hooks.push(status_of(&state, &app, &hook).await?);
     }
     Ok(Json(json!({"hooks": hooks, "duration": duration()})))
 }
@@ -118,10 +102,10 @@ async fn set_paused(
     id: String,
     paused: bool,
 ) -> ApiResult<Json<Value>> {
-    let mut record = record(&state, app, id).await?;
-    state.store.set_paused(&record.hook.id, paused).await?;
-    record.paused = paused;
-    let status = status_of(&state, app, &record).await?;
+    let hook = record(&state, app, id).await?;
+    state.store.set_paused(&hook, paused).await?;
+    let hook = super::owned_hook(&state, app.id, hook.id().wire(app.id).as_str()).await?;
+    let status = status_of(&state, app, &hook).await?;
     Ok(Json(json!({"hook": status, "duration": duration()})))
 }
 
@@ -160,7 +144,7 @@ pub async fn replay_since(
     })?;
     let behind = state
         .store
-        .rewind(&record.hook.id, since)
+        .rewind(&record, since)
         .await?
         .unwrap_or_default();
     Ok(Json(
@@ -186,7 +170,7 @@ pub async fn replay_dead_letters(
     };
     let replayed = state
         .store
-        .replay_dead_letters(&record.hook.id, ids.clone())
+        .replay_dead_letters(&record, ids.clone())
         .await?;
     // Ids asked for that were not dead letters of this hook (mistyped, or replayed already).
     let not_found: Vec<&String> = ids
@@ -210,7 +194,7 @@ pub async fn test(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let record = record(&state, &app, id).await?;
-    let report = state.delivery.test_hook(&app, &record.hook).await;
+    let report = state.delivery.test_hook(&app, &record.record().hook).await;
     let latency_ms = (report.latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     let body = match report.error {
         None => json!({
@@ -239,7 +223,8 @@ pub async fn signing_secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let record = record(&state, &app, id).await?;
-    let signing = &record.hook.signing;
+    let hook = &record.record().hook;
+    let signing = &hook.signing;
     let Some(current) = &signing.current else {
         return Err(ApiError::not_found(
             "this hook has no webhook_secret: set webhook_signature to standard to get one",
@@ -252,7 +237,7 @@ pub async fn signing_secret(
         .filter(|(_, until)| *until > now)
         .map(|(s, until)| json!({"webhook_secret": s.expose(), "valid_until": until.to_rfc3339()}));
     Ok(Json(json!({
-        "webhook_signature": record.hook.signature.as_str(),
+        "webhook_signature": hook.signature.as_str(),
         "webhook_secret": current.expose(),
         "previous": previous,
         "duration": duration(),

@@ -14,6 +14,7 @@ pub mod metrics;
 
 use hookrelay_core::HookId;
 use hookrelay_core::hook::input::wire_hook_id;
+use hookrelay_store::AppHook;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -23,14 +24,13 @@ pub fn page_limit(asked: Option<usize>) -> usize {
     asked.unwrap_or(100).clamp(1, 1000)
 }
 
-/// The id inside the server of the app's hook with this wire id; 404 when the app has none, so
-/// no handler can reach another app's hook.
-pub async fn owned_hook(state: &AppState, app: i64, wire: &str) -> ApiResult<HookId> {
+/// The app's hook with this wire id, as the store's operations take it; 404 when the app has
+/// none, so no handler can reach another app's hook.
+pub async fn owned_hook(state: &AppState, app: i64, wire: &str) -> ApiResult<AppHook> {
     let wire = wire_hook_id(wire).map_err(|e| ApiError::not_found(e.0))?;
-    let id = HookId::scoped(app, &wire);
-    if state.store.hooks(app).await?.iter().any(|h| h.id == id) {
-        Ok(id)
-    } else {
-        Err(ApiError::not_found(format!("hook {wire} does not exist")))
-    }
+    state
+        .store
+        .app_hook(app, &HookId::scoped(app, &wire))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("hook {wire} does not exist")))
 }

@@ -36,9 +36,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
 use crate::{
-    App, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter, DueRetry,
-    EventTrace, HookBacklog, HookRecord, Lease, LeaseRound, Progress, Result, SecretBox, Seq,
-    Store, StoreError, StoredEvent,
+    App, AppHook, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter,
+    DueRetry, EventTrace, HookBacklog, HookRecord, Lease, LeaseRound, Progress, Result, SecretBox,
+    Seq, Store, StoreError, StoredEvent,
 };
 
 /// How many queued operations one group commit takes at most.
@@ -428,6 +428,11 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|r| r.hook).collect())
     }
 
+    async fn app_hooks(&self, app: AppId) -> Result<Vec<AppHook>> {
+        let rows = hooks::select(&**self.pool.get().await?, &self.secrets, Some(app)).await?;
+        Ok(rows.into_iter().map(AppHook::new).collect())
+    }
+
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
         hooks::select(&**self.pool.get().await?, &self.secrets, None).await
     }
@@ -477,21 +482,21 @@ impl Store for PostgresStore {
 
     async fn dead_letters(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        progress::dead_letters(&**self.pool.get().await?, hook, before, limit).await
+        progress::dead_letters(&**self.pool.get().await?, hook.id(), before, limit).await
     }
 
     async fn attempts(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         outcome: Option<AttemptOutcome>,
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Attempt>> {
-        attempts::list(&**self.pool.get().await?, hook, outcome, before, limit).await
+        attempts::list(&**self.pool.get().await?, hook.id(), outcome, before, limit).await
     }
 
     async fn event_trace(
@@ -503,14 +508,16 @@ impl Store for PostgresStore {
         attempts::trace(&**self.pool.get().await?, app, event_id, hooks).await
     }
 
-    async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
+    async fn set_paused(&self, hook: &AppHook, paused: bool) -> Result<bool> {
+        let hook = hook.id();
         self.in_transaction(true, async |tx| {
             progress::set_paused(&**tx, hook, paused).await
         })
         .await
     }
 
-    async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {
+    async fn rewind(&self, hook: &AppHook, since: Timestamp) -> Result<Option<u64>> {
+        let hook = hook.id();
         // Notified as a configuration change: the owner's worker wakes and adopts the cursor.
         let behind = self
             .in_transaction(true, async |tx| progress::rewind(&**tx, hook, since).await)
@@ -521,13 +528,18 @@ impl Store for PostgresStore {
 
     async fn replay_dead_letters(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         event_ids: Option<Vec<String>>,
     ) -> Result<Vec<String>> {
         let n = self
             .in_transaction(true, async |tx| {
-                progress::replay_dead_letters(&**tx, hook, event_ids.as_deref(), Timestamp::now())
-                    .await
+                progress::replay_dead_letters(
+                    &**tx,
+                    hook.id(),
+                    event_ids.as_deref(),
+                    Timestamp::now(),
+                )
+                .await
             })
             .await?;
         self.appended.send_modify(|_| {});

@@ -31,9 +31,9 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    App, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter, DueRetry,
-    EventTrace, HookBacklog, HookRecord, Progress, Result, SecretBox, Seq, Store, StoreError,
-    StoredEvent,
+    App, AppHook, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter,
+    DueRetry, EventTrace, HookBacklog, HookRecord, Progress, Result, SecretBox, Seq, Store,
+    StoreError, StoredEvent,
 };
 
 /// How many queued operations one group commit takes at most; bounds the transaction's size.
@@ -423,6 +423,14 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|r| r.hook).collect())
     }
 
+    async fn app_hooks(&self, app: AppId) -> Result<Vec<AppHook>> {
+        let secrets = self.secrets.clone();
+        let rows = self
+            .read(move |c| hooks::select(c, &secrets, Some(app)))
+            .await?;
+        Ok(rows.into_iter().map(AppHook::new).collect())
+    }
+
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
         let secrets = self.secrets.clone();
         self.read(move |c| hooks::select(c, &secrets, None)).await
@@ -483,23 +491,23 @@ impl Store for SqliteStore {
 
     async fn dead_letters(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        let hook = hook.clone();
+        let hook = hook.id().clone();
         self.read(move |c| progress::dead_letters(c, &hook, before, limit))
             .await
     }
 
     async fn attempts(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         outcome: Option<AttemptOutcome>,
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Attempt>> {
-        let hook = hook.clone();
+        let hook = hook.id().clone();
         self.read(move |c| attempts::list(c, &hook, outcome, before, limit))
             .await
     }
@@ -515,8 +523,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_paused(&self, hook: &HookId, paused: bool) -> Result<bool> {
-        let hook = hook.clone();
+    async fn set_paused(&self, hook: &AppHook, paused: bool) -> Result<bool> {
+        let hook = hook.id().clone();
         let found = self
             .write(move |tx| progress::set_paused(tx, &hook, paused))
             .await?;
@@ -524,8 +532,8 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
-    async fn rewind(&self, hook: &HookId, since: Timestamp) -> Result<Option<u64>> {
-        let hook = hook.clone();
+    async fn rewind(&self, hook: &AppHook, since: Timestamp) -> Result<Option<u64>> {
+        let hook = hook.id().clone();
         let behind = self
             .write(move |tx| progress::rewind(tx, &hook, since))
             .await?;
@@ -536,10 +544,10 @@ impl Store for SqliteStore {
 
     async fn replay_dead_letters(
         &self,
-        hook: &HookId,
+        hook: &AppHook,
         event_ids: Option<Vec<String>>,
     ) -> Result<Vec<String>> {
-        let hook = hook.clone();
+        let hook = hook.id().clone();
         let n = self
             .write(move |tx| {
                 progress::replay_dead_letters(tx, &hook, event_ids.as_deref(), Timestamp::now())
