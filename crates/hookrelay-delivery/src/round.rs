@@ -19,7 +19,7 @@
 use hookrelay_core::{EventFilter, HookId, Timestamp};
 use hookrelay_store::{
     AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason, DeadLetterRecord, DueRetry,
-    Progress, RetryRecord, Seq, StoredEvent,
+    Epoch, Progress, RetryRecord, Seq, StoredEvent,
 };
 
 use crate::batch::pack;
@@ -206,7 +206,7 @@ impl Call {
 /// stands; `now` is when the round started.
 pub(crate) fn settle(
     hook: &HookId,
-    epoch: i64,
+    epoch: Epoch,
     cursor: Seq,
     plan: Plan,
     sent: Sent,
@@ -584,7 +584,7 @@ mod tests {
         let hook = HookId::try_from(HOOK.to_owned()).unwrap();
         settle(
             &hook,
-            0,
+            Epoch(0),
             cursor,
             plan,
             sent,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookrelay_core::{EventFilter, EventHook, Timestamp};
-use hookrelay_store::{AppId, Cursor, Lease, Seq, Store, StoreError};
+use hookrelay_store::{AppId, Cursor, Epoch, Lease, Seq, Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -329,7 +329,7 @@ impl Worker {
         batches: Vec<Vec<Item>>,
         in_flight: usize,
         fifo: bool,
-        epoch: i64,
+        epoch: Epoch,
     ) -> Option<Sent> {
         let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
         let mut next_index = pending.len();
@@ -383,7 +383,7 @@ impl Worker {
                         if outcomes.contains(&Outcome::Delivered) {
                             // One line per batch (debug level): the multi-node tests read these
                             // to prove that no two nodes ever deliver the same hook at once.
-                            tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch,
+                            tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch = epoch.0,
                                 started_ms = started.millis(), finished_ms = Timestamp::now().millis(),
                                 events = outgoing.len(), "batch delivered");
                         }

@@ -11,6 +11,34 @@ pub type AppId = i64;
 /// A position in the event log; strictly increasing, never reused.
 pub type Seq = i64;
 
+/// A hook's delivery epoch: bumped when its cursor is rewound or its lease changes hands, so
+/// progress recorded under an older epoch is refused (see [`Cursor`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub i64);
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl rusqlite::types::FromSql for Epoch {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(Epoch)
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Epoch {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(Epoch)
+    }
+
+    tokio_postgres::types::accepts!(INT8);
+}
+
 /// An app: its credentials and its settings.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -190,7 +218,7 @@ impl AppHook {
 pub struct Cursor {
     pub seq: Seq,
     /// Changes when the cursor is rewound; progress recorded under an older epoch is refused.
-    pub epoch: i64,
+    pub epoch: Epoch,
 }
 
 /// What a hook still has to do, from the store.
@@ -213,7 +241,7 @@ pub struct HookBacklog {
 pub struct Progress {
     pub hook: HookId,
     /// The epoch the round started under (see [`Cursor`]).
-    pub epoch: i64,
+    pub epoch: Epoch,
     /// Move the cursor forward to this sequence number (never backwards).
     pub cursor: Option<Seq>,
     /// Insert or update these retry entries.
@@ -226,7 +254,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(hook: HookId, epoch: i64) -> Self {
+    pub fn new(hook: HookId, epoch: Epoch) -> Self {
         Self {
             hook,
             epoch,

@@ -10,7 +10,7 @@ use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
     AppHook, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason,
-    DeadLetterRecord, Progress, RetryRecord, Store, StoreError,
+    DeadLetterRecord, Epoch, Progress, RetryRecord, Store, StoreError,
 };
 use serde_json::json;
 
@@ -37,7 +37,7 @@ async fn of_app(store: &dyn Store, app: i64, hook: &HookId) -> AppHook {
 
 /// Takes the leases of every hook (a no-op on the single-node store) and returns the hook's
 /// current epoch, which a lease takeover bumps.
-async fn own(store: &dyn Store, hook: &HookId) -> i64 {
+async fn own(store: &dyn Store, hook: &HookId) -> Epoch {
     store.lease_round().await.unwrap();
     store.cursor(hook).await.unwrap().unwrap().epoch
 }
@@ -200,7 +200,7 @@ async fn replace_hooks_orders_deletes_and_places_cursors(backend: impl Backend) 
     assert!(store.hooks(app).await.unwrap().is_empty());
     assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), None);
     // Nothing comes back for it when a late worker reports.
-    let mut late = Progress::new(a.id.clone(), 0);
+    let mut late = Progress::new(a.id.clone(), Epoch(0));
     late.cursor = Some(2);
     late.retries.push(retry(2, 2, 0, "late"));
     store.record_progress(late).await.unwrap();

@@ -13,8 +13,8 @@ use tokio_postgres::GenericClient;
 use crate::postgres::events::row_to_event;
 use crate::postgres::text;
 use crate::{
-    AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, HookBacklog, Progress, Result, Seq,
-    StoreError,
+    AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, Epoch, HookBacklog, Progress, Result,
+    Seq, StoreError,
 };
 
 pub async fn cursor(c: &impl GenericClient, hook: &HookId) -> Result<Option<Cursor>> {
@@ -47,7 +47,7 @@ pub async fn record(
     else {
         return Ok(()); // deleted meanwhile: nothing to record
     };
-    let (epoch, leased): (i64, Option<bool>) = (row.get(0), row.get(1));
+    let (epoch, leased): (Epoch, Option<bool>) = (row.get(0), row.get(1));
     if leased != Some(true) {
         return Err(StoreError::NotOwner(p.hook.clone()));
     }

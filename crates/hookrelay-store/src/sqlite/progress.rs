@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sqlite::events::row_to_event;
 use crate::{
-    AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, HookBacklog, Progress, Result, Seq,
-    StoreError,
+    AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, Epoch, HookBacklog, Progress, Result,
+    Seq, StoreError,
 };
 
 pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Cursor>> {
@@ -30,7 +30,7 @@ pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Cursor>> {
 
 pub fn record(conn: &Connection, p: &Progress, now: Timestamp) -> Result<()> {
     let hook = p.hook.as_str();
-    let epoch: Option<i64> = conn
+    let epoch: Option<Epoch> = conn
         .prepare_cached("SELECT epoch FROM hooks WHERE id = ?1")?
         .query_row([hook], |r| r.get(0))
         .optional()?;
