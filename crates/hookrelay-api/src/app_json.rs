@@ -184,7 +184,7 @@ pub fn render_app(app: &App, hooks: &[EventHook], dialect: Dialect) -> Value {
 }
 
 /// One hook of app `app`, in Stream's `EventHook` shape (with the id the app chose).
-pub fn render_hook(hook: &EventHook, app: i64, dialect: Dialect) -> Value {
+pub fn render_hook(hook: &EventHook, app: hookrelay_store::AppId, dialect: Dialect) -> Value {
     let mut h = Map::new();
     h.insert("id".into(), hook.id.wire(app).as_str().into());
     h.insert("hook_type".into(), hook.target.hook_type().as_str().into());

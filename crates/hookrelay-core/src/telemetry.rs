@@ -5,7 +5,8 @@
 //! delivery crate's registry (`hookrelay_delivery::stats`), so a deleted hook's series go with it.
 
 /// Events and bytes accepted by ingest (the API, the Stream inlet), and the request's duration.
-pub fn record_ingest(app_id: i64, events: usize, bytes: usize, seconds: f64) {
+pub fn record_ingest(app_id: impl Into<i64>, events: usize, bytes: usize, seconds: f64) {
+    let app_id = app_id.into();
     metrics::counter!("hookrelay_ingested_events_total", "app_id" => app_id.to_string())
         .increment(events as u64);
     metrics::counter!("hookrelay_ingested_bytes_total", "app_id" => app_id.to_string())

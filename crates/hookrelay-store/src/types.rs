@@ -6,7 +6,70 @@ use hookrelay_core::{HookId, Secret, Timestamp};
 use serde_json::{Map, Value};
 
 /// An app's numeric id (Stream's `app.id`).
-pub type AppId = i64;
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct AppId(pub i64);
+
+impl From<AppId> for i64 {
+    fn from(id: AppId) -> i64 {
+        id.0
+    }
+}
+
+impl std::fmt::Display for AppId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl rusqlite::types::ToSql for AppId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for AppId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(AppId)
+    }
+}
+
+impl tokio_postgres::types::ToSql for AppId {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        self.0.to_sql(ty, out)
+    }
+
+    tokio_postgres::types::accepts!(INT8);
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for AppId {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(AppId)
+    }
+
+    tokio_postgres::types::accepts!(INT8);
+}
 
 /// A position in the event log; strictly increasing, never reused.
 pub type Seq = i64;

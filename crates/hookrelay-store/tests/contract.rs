@@ -9,13 +9,13 @@ use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
-    AppHook, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason,
+    AppHook, AppId, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason,
     DeadLetterRecord, Epoch, Progress, RetryRecord, Store, StoreError,
 };
 use serde_json::json;
 
 /// An app with one enabled hook (`h`, every event type), the setting most tests start from.
-async fn app_with_hook(store: &dyn Store) -> (i64, EventHook) {
+async fn app_with_hook(store: &dyn Store) -> (AppId, EventHook) {
     let app = store
         .create_app("a", "k", &Secret::new("s"))
         .await
@@ -27,7 +27,7 @@ async fn app_with_hook(store: &dyn Store) -> (i64, EventHook) {
 }
 
 /// The app's hook, as the operations take it.
-async fn of_app(store: &dyn Store, app: i64, hook: &HookId) -> AppHook {
+async fn of_app(store: &dyn Store, app: AppId, hook: &HookId) -> AppHook {
     store
         .app_hook(app, hook)
         .await

@@ -255,7 +255,7 @@ async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
                 .await
             {
                 Ok(app) => {
-                    tracing::info!(app_id = app.id, api_key = %key, "created the first app from HOOKRELAY_API_KEY / HOOKRELAY_API_SECRET");
+                    tracing::info!(app_id = %app.id, api_key = %key, "created the first app from HOOKRELAY_API_KEY / HOOKRELAY_API_SECRET");
                 }
                 // Several nodes starting together on a new database: another one was first.
                 Err(StoreError::ApiKeyTaken(_)) => {}
@@ -386,7 +386,7 @@ mod tests {
 
     fn app(key: &str, secret: &str) -> App {
         App {
-            id: 1,
+            id: hookrelay_store::AppId(1),
             name: "default".into(),
             api_key: key.into(),
             api_secret: Secret::new(secret),

@@ -185,7 +185,7 @@ pub async fn sign_in(State(state): State<AppState>, body: JsonBody) -> ApiResult
         return Err(refused());
     }
     let token = state.console.issue(&app);
-    tracing::info!(app_id = app.id, "console sign-in");
+    tracing::info!(app_id = %app.id, "console sign-in");
     let mut response = Json(json!({"app_id": app.id, "api_key": app.api_key})).into_response();
     response
         .headers_mut()
@@ -260,7 +260,7 @@ mod tests {
 
     fn app(secret: &str) -> App {
         App {
-            id: 1,
+            id: hookrelay_store::AppId(1),
             name: "a".into(),
             api_key: "key".into(),
             api_secret: Secret::new(secret),

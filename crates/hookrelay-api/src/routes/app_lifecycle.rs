@@ -72,7 +72,7 @@ pub async fn set_secret(
     if let Some(fresh) = state.store.app_by_id(app.id).await? {
         state.apps.put(Arc::new(fresh));
     }
-    tracing::info!(app_id = app.id, keep_previous, "API secret rotated");
+    tracing::info!(app_id = %app.id, keep_previous, "API secret rotated");
     let previous_valid_until = until.map(Timestamp::to_rfc3339);
     Ok(Json(
         json!({"previous_secret_valid_until": previous_valid_until, "duration": duration()}),
@@ -85,7 +85,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     state.store.delete_app(app.id).await?;
     state.apps.remove(&app.api_key);
-    tracing::info!(app_id = app.id, "app deleted");
+    tracing::info!(app_id = %app.id, "app deleted");
     Ok(Json(json!({"deleted": true, "duration": duration()})))
 }
 

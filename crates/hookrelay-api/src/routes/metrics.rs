@@ -51,7 +51,7 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
             series.push(HookSeries {
                 hook_id: wire.as_str(),
                 hook_type: r.hook.target.hook_type().as_str(),
-                app_id: r.app,
+                app_id: r.app.into(),
                 stats: state.delivery.stats(&r.hook.id),
                 lag_events: backlog.events_behind,
                 retry_backlog: backlog.retries,

@@ -14,7 +14,7 @@ pub mod metrics;
 
 use hookrelay_core::HookId;
 use hookrelay_core::hook::input::wire_hook_id;
-use hookrelay_store::AppHook;
+use hookrelay_store::{AppHook, AppId};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -26,7 +26,7 @@ pub fn page_limit(asked: Option<usize>) -> usize {
 
 /// The app's hook with this wire id, as the store's operations take it; 404 when the app has
 /// none, so no handler can reach another app's hook.
-pub async fn owned_hook(state: &AppState, app: i64, wire: &str) -> ApiResult<AppHook> {
+pub async fn owned_hook(state: &AppState, app: AppId, wire: &str) -> ApiResult<AppHook> {
     let wire = wire_hook_id(wire).map_err(|e| ApiError::not_found(e.0))?;
     state
         .store

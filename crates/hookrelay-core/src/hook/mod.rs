@@ -36,13 +36,13 @@ impl HookId {
     }
 
     /// The id inside the server of the hook the app knows as `wire`.
-    pub fn scoped(app: i64, wire: &HookId) -> HookId {
-        HookId(format!("{app}-{}", wire.0))
+    pub fn scoped(app: impl Into<i64>, wire: &HookId) -> HookId {
+        HookId(format!("{}-{}", app.into(), wire.0))
     }
 
     /// The id the app knows this hook by (an id without the app's prefix is returned as is).
-    pub fn wire(&self, app: i64) -> HookId {
-        let prefix = format!("{app}-");
+    pub fn wire(&self, app: impl Into<i64>) -> HookId {
+        let prefix = format!("{}-", app.into());
         HookId(self.0.strip_prefix(&prefix).unwrap_or(&self.0).to_owned())
     }
 }

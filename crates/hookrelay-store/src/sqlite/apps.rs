@@ -30,7 +30,7 @@ pub fn insert(
         "INSERT INTO apps (name, api_key, api_secret, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![name, api_key, sealed_secret, now.millis()],
     )?;
-    Ok(tx.last_insert_rowid())
+    Ok(AppId(tx.last_insert_rowid()))
 }
 
 pub fn select(conn: &Connection, secrets: &SecretBox, filter: Filter<'_>) -> Result<Vec<App>> {
