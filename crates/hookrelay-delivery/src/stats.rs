@@ -263,106 +263,112 @@ pub struct HookSeries<'a> {
     pub retry_backlog: u64,
 }
 
+/// One per-hook series: its value(s) for a hook, with an optional `reason` label each.
+type SeriesValue = fn(&HookSeries<'_>) -> Vec<(Option<&'static str>, u64)>;
+
+/// A counter of the hook's live stats (0 for a hook this process has not run).
+fn counter(f: fn(&HookStats) -> &AtomicU64) -> impl Fn(&HookSeries<'_>) -> u64 {
+    move |h| {
+        h.stats
+            .as_deref()
+            .map_or(0, |s| f(s).load(Ordering::Relaxed))
+    }
+}
+
+/// Every per-hook series: name, type, help, value.
+const HOOK_FAMILIES: [(&str, &str, &str, SeriesValue); 10] = [
+    (
+        "hookrelay_delivered_total",
+        "counter",
+        "Events the destination acknowledged.",
+        |h| vec![(None, counter(|s| &s.delivered)(h))],
+    ),
+    (
+        "hookrelay_failed_total",
+        "counter",
+        "Failed delivery attempts.",
+        |h| vec![(None, counter(|s| &s.failed)(h))],
+    ),
+    (
+        "hookrelay_retried_total",
+        "counter",
+        "Failed attempts scheduled for a retry.",
+        |h| vec![(None, counter(|s| &s.retried)(h))],
+    ),
+    (
+        "hookrelay_dropped_total",
+        "counter",
+        "Events dead-lettered as too large.",
+        |h| vec![(None, counter(|s| &s.dropped)(h))],
+    ),
+    (
+        "hookrelay_destination_down_total",
+        "counter",
+        "Rounds in which the destination took nothing.",
+        |h| vec![(None, counter(|s| &s.destination_down)(h))],
+    ),
+    (
+        "hookrelay_dead_lettered_total",
+        "counter",
+        "Dead letters, by reason.",
+        |h| {
+            DeadLetterReason::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let n = h
+                        .stats
+                        .as_deref()
+                        .map_or(0, |s| s.dead_lettered_by_reason[i].load(Ordering::Relaxed));
+                    (Some(r.as_str()), n)
+                })
+                .collect()
+        },
+    ),
+    (
+        "hookrelay_hook_lag_events",
+        "gauge",
+        "Events of the app after the hook's cursor (counted up to 10,000).",
+        |h| vec![(None, h.lag_events)],
+    ),
+    (
+        "hookrelay_hook_circuit_open",
+        "gauge",
+        "1 while the hook's circuit breaker is open (one probe at a time).",
+        |h| {
+            let open = h
+                .stats
+                .as_deref()
+                .is_some_and(|s| s.circuit_open.load(Ordering::Relaxed));
+            vec![(None, u64::from(open))]
+        },
+    ),
+    (
+        "hookrelay_hook_rate_limit_events_per_second",
+        "gauge",
+        "The rate in force for the hook (its rate_limit, lower while throttled); 0 = unlimited.",
+        |h| {
+            vec![(
+                None,
+                h.stats
+                    .as_deref()
+                    .and_then(HookStats::rate)
+                    .map_or(0, |r| r.round() as u64),
+            )]
+        },
+    ),
+    (
+        "hookrelay_hook_retry_backlog",
+        "gauge",
+        "Entries in the hook's retry set (counted up to 10,000).",
+        |h| vec![(None, h.retry_backlog)],
+    ),
+];
+
 /// Renders the per-hook series in Prometheus' text format, one family at a time.
 pub fn render_hook_metrics(hooks: &[HookSeries<'_>], out: &mut String) {
     use std::fmt::Write as _;
-    type Value = fn(&HookSeries<'_>) -> Vec<(Option<&'static str>, u64)>;
-    fn counter(f: fn(&HookStats) -> &AtomicU64) -> impl Fn(&HookSeries<'_>) -> u64 {
-        move |h| {
-            h.stats
-                .as_deref()
-                .map_or(0, |s| f(s).load(Ordering::Relaxed))
-        }
-    }
-    let families: [(&str, &str, &str, Value); 10] = [
-        (
-            "hookrelay_delivered_total",
-            "counter",
-            "Events the destination acknowledged.",
-            |h| vec![(None, counter(|s| &s.delivered)(h))],
-        ),
-        (
-            "hookrelay_failed_total",
-            "counter",
-            "Failed delivery attempts.",
-            |h| vec![(None, counter(|s| &s.failed)(h))],
-        ),
-        (
-            "hookrelay_retried_total",
-            "counter",
-            "Failed attempts scheduled for a retry.",
-            |h| vec![(None, counter(|s| &s.retried)(h))],
-        ),
-        (
-            "hookrelay_dropped_total",
-            "counter",
-            "Events dead-lettered as too large.",
-            |h| vec![(None, counter(|s| &s.dropped)(h))],
-        ),
-        (
-            "hookrelay_destination_down_total",
-            "counter",
-            "Rounds in which the destination took nothing.",
-            |h| vec![(None, counter(|s| &s.destination_down)(h))],
-        ),
-        (
-            "hookrelay_dead_lettered_total",
-            "counter",
-            "Dead letters, by reason.",
-            |h| {
-                DeadLetterReason::ALL
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let n = h
-                            .stats
-                            .as_deref()
-                            .map_or(0, |s| s.dead_lettered_by_reason[i].load(Ordering::Relaxed));
-                        (Some(r.as_str()), n)
-                    })
-                    .collect()
-            },
-        ),
-        (
-            "hookrelay_hook_lag_events",
-            "gauge",
-            "Events of the app after the hook's cursor (counted up to 10,000).",
-            |h| vec![(None, h.lag_events)],
-        ),
-        (
-            "hookrelay_hook_circuit_open",
-            "gauge",
-            "1 while the hook's circuit breaker is open (one probe at a time).",
-            |h| {
-                let open = h
-                    .stats
-                    .as_deref()
-                    .is_some_and(|s| s.circuit_open.load(Ordering::Relaxed));
-                vec![(None, u64::from(open))]
-            },
-        ),
-        (
-            "hookrelay_hook_rate_limit_events_per_second",
-            "gauge",
-            "The rate in force for the hook (its rate_limit, lower while throttled); 0 = unlimited.",
-            |h| {
-                vec![(
-                    None,
-                    h.stats
-                        .as_deref()
-                        .and_then(HookStats::rate)
-                        .map_or(0, |r| r.round() as u64),
-                )]
-            },
-        ),
-        (
-            "hookrelay_hook_retry_backlog",
-            "gauge",
-            "Entries in the hook's retry set (counted up to 10,000).",
-            |h| vec![(None, h.retry_backlog)],
-        ),
-    ];
-    for (name, kind, help, value) in families {
+    for (name, kind, help, value) in HOOK_FAMILIES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for hook in hooks {
             for (reason, n) in value(hook) {

@@ -356,47 +356,17 @@ impl Worker {
                     .map(|i| i.event.seq)
                     .min();
                 launched.insert(index, (batch.len(), first_new));
-                let dest = self.destination.clone();
-                let signer = self.signer.clone();
-                // The send runs in a task of its own: its span is put under the round's by hand.
-                let round_span = tracing::Span::current();
-                let hook_id = self.hook.id.clone();
                 self.recorder.sending(batch.len());
-                tasks.spawn(async move {
-                    let outgoing: Vec<Outgoing> = batch
-                        .iter()
-                        .map(|i| Outgoing {
-                            event: i.event.clone(),
-                            attempt: i.attempt(),
-                        })
-                        .collect();
-                    let started = Timestamp::now();
-                    let clock = Instant::now();
-                    // One span per attempt (a call), with the ids of its events, so one event
-                    // can be followed through the log (`HOOKRELAY_LOG=hookrelay=debug`).
-                    let span = tracing::debug_span!(parent: &round_span, "attempt", hook_id = %hook_id,
-                        event_ids = %EventIds(&outgoing), attempt = outgoing.first().map_or(1, |o| o.attempt));
-                    let send = within_lease(lease, outgoing.len(), dest.send(&outgoing, &signer));
-                    let outcomes = send.instrument(span.clone()).await;
-                    let duration_us = clock.elapsed().as_micros() as u64;
-                    span.in_scope(|| {
-                        if outcomes.contains(&Outcome::Delivered) {
-                            // One line per batch (debug level): the multi-node tests read these
-                            // to prove that no two nodes ever deliver the same hook at once.
-                            tracing::debug!(target: "hookrelay::deliveries", hook_id = %hook_id, epoch = epoch.0,
-                                started_ms = started.millis(), finished_ms = Timestamp::now().millis(),
-                                events = outgoing.len(), "batch delivered");
-                        }
-                        tracing::debug!(outcomes = ?outcomes, duration_us, "attempt done");
-                    });
-                    let call = Call {
-                        items: batch,
-                        outcomes,
-                        at: started,
-                        duration_us,
-                    };
-                    (index, call)
-                });
+                let send = SendCall {
+                    destination: self.destination.clone(),
+                    signer: self.signer.clone(),
+                    hook_id: self.hook.id.clone(),
+                    lease,
+                    epoch,
+                    // The call runs in a task of its own: its span goes under the round's.
+                    round_span: tracing::Span::current(),
+                };
+                tasks.spawn(async move { (index, send.run(batch).await) });
             }
             let joined = tokio::select! {
                 joined = tasks.join_next() => joined,
@@ -441,6 +411,55 @@ impl Worker {
             unsent: pending.into_iter().map(|(_, batch)| batch).collect(),
             abandoned_from: launched.values().filter_map(|(_, first)| *first).min(),
         })
+    }
+}
+
+/// One call to the destination, run in a task of its own.
+struct SendCall {
+    destination: Destination,
+    signer: Signer,
+    hook_id: hookrelay_core::HookId,
+    lease: Lease,
+    epoch: Epoch,
+    round_span: tracing::Span,
+}
+
+impl SendCall {
+    /// Sends the batch within the lease, timed, in a span of its own (with the ids of its
+    /// events, so one event can be followed through the log: `HOOKRELAY_LOG=hookrelay=debug`).
+    async fn run(self, batch: Vec<Item>) -> Call {
+        let outgoing: Vec<Outgoing> = batch
+            .iter()
+            .map(|i| Outgoing {
+                event: i.event.clone(),
+                attempt: i.attempt(),
+            })
+            .collect();
+        let started = Timestamp::now();
+        let clock = Instant::now();
+        let span = tracing::debug_span!(parent: &self.round_span, "attempt", hook_id = %self.hook_id,
+            event_ids = %EventIds(&outgoing), attempt = outgoing.first().map_or(1, |o| o.attempt));
+        let send = self.destination.send(&outgoing, &self.signer);
+        let outcomes = within_lease(self.lease, outgoing.len(), send)
+            .instrument(span.clone())
+            .await;
+        let duration_us = clock.elapsed().as_micros() as u64;
+        span.in_scope(|| {
+            if outcomes.contains(&Outcome::Delivered) {
+                // One line per batch (debug level): the multi-node tests read these to prove
+                // that no two nodes ever deliver the same hook at once.
+                tracing::debug!(target: "hookrelay::deliveries", hook_id = %self.hook_id,
+                    epoch = self.epoch.0, started_ms = started.millis(),
+                    finished_ms = Timestamp::now().millis(), events = outgoing.len(), "batch delivered");
+            }
+            tracing::debug!(outcomes = ?outcomes, duration_us, "attempt done");
+        });
+        Call {
+            items: batch,
+            outcomes,
+            at: started,
+            duration_us,
+        }
     }
 }
 
