@@ -522,3 +522,60 @@ impl std::fmt::Display for EventIds<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> Outcome {
+        Outcome::Refuse {
+            error: CallError::new(code, "m"),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_split_only_when_every_entry_was_refused_alike() {
+        assert!(refused_as_a_whole(&vec![refused("InvalidParameterValue"); 3]));
+        assert!(!refused_as_a_whole(&[
+            refused("InvalidParameterValue"),
+            refused("MessageTooLong")
+        ]));
+        assert!(!refused_as_a_whole(&[
+            refused("InvalidParameterValue"),
+            Outcome::Delivered
+        ]));
+        assert!(!refused_as_a_whole(&[Outcome::Retry(CallError::new(
+            "Throttling",
+            ""
+        ))]));
+        assert!(!refused_as_a_whole(&[]));
+    }
+
+    #[tokio::test]
+    async fn a_send_that_outlives_the_lease_counts_as_lost() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            vec![Outcome::Delivered; 2]
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(20);
+        let outcomes = within_lease(Lease::Until(deadline), 2, slow).await;
+        assert_eq!(outcomes.len(), 2);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::DestinationDown(e) if e.code == "lease_lost"))
+        );
+        // A lease already over sends nothing, however fast the send would be.
+        let lapsed = std::time::Instant::now() - Duration::from_millis(1);
+        let fast = async { vec![Outcome::Delivered] };
+        let outcomes = within_lease(Lease::Until(lapsed), 1, fast).await;
+        assert!(matches!(&outcomes[0], Outcome::DestinationDown(e) if e.code == "lease_lost"));
+        // Without a lease bound (one node), the send's own answer stands.
+        let fast = async { vec![Outcome::Delivered] };
+        assert_eq!(
+            within_lease(Lease::Unbounded, 1, fast).await,
+            vec![Outcome::Delivered]
+        );
+    }
+}
