@@ -536,7 +536,10 @@ mod tests {
 
     #[test]
     fn a_batch_is_split_only_when_every_entry_was_refused_alike() {
-        assert!(refused_as_a_whole(&vec![refused("InvalidParameterValue"); 3]));
+        assert!(refused_as_a_whole(&vec![
+            refused("InvalidParameterValue");
+            3
+        ]));
         assert!(!refused_as_a_whole(&[
             refused("InvalidParameterValue"),
             refused("MessageTooLong")
