@@ -55,7 +55,7 @@ fn health_check_event() -> StoredEvent {
         "message": "hookrelay connection check",
     });
     StoredEvent {
-        seq: 0,
+        seq: hookrelay_store::Seq(0),
         id,
         event_type: "health.check".into(),
         cid: None,

@@ -481,9 +481,9 @@ mod tests {
 
     const HOOK: &str = "h";
 
-    fn event(seq: Seq, bytes: usize) -> StoredEvent {
+    fn event(seq: i64, bytes: usize) -> StoredEvent {
         StoredEvent {
-            seq,
+            seq: Seq(seq),
             id: format!("e{seq}"),
             event_type: "message.new".into(),
             cid: None,
@@ -492,7 +492,7 @@ mod tests {
         }
     }
 
-    fn retry_of(seq: Seq, attempts: u32) -> DueRetry {
+    fn retry_of(seq: i64, attempts: u32) -> DueRetry {
         DueRetry {
             event: event(seq, 10),
             attempts,
@@ -572,12 +572,12 @@ mod tests {
 
     fn run(
         mut plan: Plan,
-        cursor: Seq,
+        cursor: i64,
         rules: SettleRules<'_>,
         answer: impl Fn(&Item) -> Outcome,
     ) -> Settlement {
         let sent = send_all(&mut plan, answer);
-        settled(plan, sent, cursor, rules)
+        settled(plan, sent, Seq(cursor), rules)
     }
 
     fn settled(plan: Plan, sent: Sent, cursor: Seq, rules: SettleRules<'_>) -> Settlement {
@@ -593,11 +593,11 @@ mod tests {
         )
     }
 
-    fn dead(s: &Settlement) -> Vec<(Seq, &'static str)> {
+    fn dead(s: &Settlement) -> Vec<(i64, &'static str)> {
         s.progress
             .dead_letters
             .iter()
-            .map(|d| (d.event.seq, d.reason.as_str()))
+            .map(|d| (d.event.seq.0, d.reason.as_str()))
             .collect()
     }
 
@@ -608,17 +608,21 @@ mod tests {
         let due = vec![retry_of(1, 1), retry_of(2, 2), retry_of(3, 2)];
         let planned = plan(due, vec![event(4, 10)], &all(), webhook(), Shape::FULL);
         let s = run(planned, 3, rules(&p, false, true), |i| {
-            if i.event.seq == 4 {
+            if i.event.seq.0 == 4 {
                 Outcome::Delivered
             } else {
                 refused()
             }
         });
         assert!(s.back_off.is_none(), "refusals are answers: not down");
-        assert_eq!(s.progress.cursor, Some(4));
+        assert_eq!(s.progress.cursor, Some(Seq(4)));
         assert_eq!(dead(&s), vec![(2, "rejected"), (3, "rejected")]);
         assert_eq!(
-            s.progress.retries.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            s.progress
+                .retries
+                .iter()
+                .map(|r| r.seq.0)
+                .collect::<Vec<_>>(),
             vec![1]
         );
     }
@@ -636,7 +640,7 @@ mod tests {
         let s = run(planned, 0, rules(&p, false, true), |_| refused());
         assert!(s.back_off.is_none());
         assert_eq!(s.progress.retries.len(), 2);
-        assert_eq!(s.progress.cursor, Some(2));
+        assert_eq!(s.progress.cursor, Some(Seq(2)));
     }
 
     #[test]
@@ -684,19 +688,21 @@ mod tests {
         let p = policy();
         let events: Vec<_> = (1..=10).map(|s| event(s, 10)).collect();
         let planned = plan(vec![], events, &all(), aws(), Shape::FULL);
-        let s = run(planned, 0, rules(&p, false, false), |i| match i.event.seq {
-            3 | 7 => Outcome::Retry(CallError {
-                http_status: Some(503),
-                ..CallError::new("ServiceUnavailable", "x".repeat(5000))
-            }),
-            9 => refused(),
-            _ => Outcome::Delivered,
+        let s = run(planned, 0, rules(&p, false, false), |i| {
+            match i.event.seq.0 {
+                3 | 7 => Outcome::Retry(CallError {
+                    http_status: Some(503),
+                    ..CallError::new("ServiceUnavailable", "x".repeat(5000))
+                }),
+                9 => refused(),
+                _ => Outcome::Delivered,
+            }
         });
-        let log: Vec<(AttemptOutcome, Vec<Seq>)> = s
+        let log: Vec<(AttemptOutcome, Vec<i64>)> = s
             .progress
             .attempts
             .iter()
-            .map(|a| (a.outcome, a.events.iter().map(|e| e.seq).collect()))
+            .map(|a| (a.outcome, a.events.iter().map(|e| e.seq.0).collect()))
             .collect();
         assert_eq!(
             log,
@@ -721,7 +727,7 @@ mod tests {
         });
         assert!(s.back_off.is_some());
         assert_eq!(s.progress.retries.len(), 1);
-        assert_eq!(s.progress.cursor, Some(1));
+        assert_eq!(s.progress.cursor, Some(Seq(1)));
     }
 
     #[test]
@@ -735,11 +741,11 @@ mod tests {
             Shape::PROBE,
         );
         assert_eq!(planned.batches.len(), 1);
-        assert_eq!(planned.batches[0][0].event.seq, 5, "the probe is new");
+        assert_eq!(planned.batches[0][0].event.seq.0, 5, "the probe is new");
         let p = policy();
         let s = run(planned, 4, rules(&p, false, true), |_| Outcome::Delivered);
         // 6 was held: the cursor stops before it; the held retries stay as they are.
-        assert_eq!(s.progress.cursor, Some(5));
+        assert_eq!(s.progress.cursor, Some(Seq(5)));
         assert!(s.progress.retries.is_empty() && s.progress.retries_done.is_empty());
     }
 
@@ -749,13 +755,17 @@ mod tests {
         let events: Vec<_> = (1..=3).map(|s| event(s, 10)).collect();
         let planned = plan(vec![], events, &all(), aws(), Shape::FULL);
         let s = run(planned, 0, rules(&p, true, false), |i| {
-            if i.event.seq == 2 {
+            if i.event.seq.0 == 2 {
                 Outcome::Retry(err("InternalError"))
             } else {
                 Outcome::Delivered
             }
         });
-        assert_eq!(s.progress.cursor, Some(1), "stops before the failed event");
+        assert_eq!(
+            s.progress.cursor,
+            Some(Seq(1)),
+            "stops before the failed event"
+        );
         assert!(
             s.progress.retries.is_empty(),
             "no retry entry: order comes from the log"
@@ -771,8 +781,8 @@ mod tests {
         let second = planned.batches.pop().unwrap();
         let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
         sent.unsent.push(second);
-        let s = settled(planned, sent, 0, rules(&p, false, false));
-        assert_eq!(s.progress.cursor, Some(10));
+        let s = settled(planned, sent, Seq(0), rules(&p, false, false));
+        assert_eq!(s.progress.cursor, Some(Seq(10)));
     }
 
     #[test]
@@ -783,10 +793,10 @@ mod tests {
         let in_flight = planned.batches.split_off(1); // batches 2 and 3 were in flight
         let mut sent = send_all(&mut planned, |_| Outcome::Delivered);
         sent.abandoned_from = in_flight.iter().flatten().map(|i| i.event.seq).min();
-        let s = settled(planned, sent, 0, rules(&p, false, false));
+        let s = settled(planned, sent, Seq(0), rules(&p, false, false));
         assert_eq!(
             s.progress.cursor,
-            Some(10),
+            Some(Seq(10)),
             "the acknowledged batch is recorded"
         );
     }
@@ -803,12 +813,12 @@ mod tests {
             Outcome::DestinationDown(err("NonExistentQueue"))
         });
         assert_eq!(dead(&s), vec![(1, "too_large")]);
-        assert_eq!(s.progress.cursor, Some(1));
+        assert_eq!(s.progress.cursor, Some(Seq(1)));
         // The next round starts after 1: the destination is back, 3 is dead-lettered, once.
         let planned = plan(vec![], events[1..].to_vec(), &all(), aws(), Shape::FULL);
         let s = run(planned, 1, rules(&p, false, false), |_| Outcome::Delivered);
         assert_eq!(dead(&s), vec![(3, "too_large")]);
-        assert_eq!(s.progress.cursor, Some(3));
+        assert_eq!(s.progress.cursor, Some(Seq(3)));
         let notes = s
             .notes
             .iter()
@@ -868,7 +878,7 @@ mod tests {
         );
         assert!(planned.batches.is_empty());
         let s = run(planned, 0, rules(&p, false, false), |_| Outcome::Delivered);
-        assert_eq!(s.progress.cursor, Some(2));
+        assert_eq!(s.progress.cursor, Some(Seq(2)));
     }
 
     #[test]
@@ -883,13 +893,17 @@ mod tests {
         assert_eq!(planned.batches.len(), 2, "the retry and one new event");
         assert_eq!(planned.held.len(), 4);
         let s = run(planned, 0, rules(&p, false, true), |_| Outcome::Delivered);
-        assert_eq!(s.progress.cursor, Some(1), "events 2 to 5 wait in the log");
+        assert_eq!(
+            s.progress.cursor,
+            Some(Seq(1)),
+            "events 2 to 5 wait in the log"
+        );
     }
 
     #[test]
     fn the_content_filter_reads_each_events_json() {
         let p = policy();
-        let with = |seq: Seq, role: &str| StoredEvent {
+        let with = |seq: i64, role: &str| StoredEvent {
             payload: format!(
                 r#"{{"type":"message.new","message":{{"user":{{"role":"{role}"}}}}}}"#
             )
@@ -909,14 +923,18 @@ mod tests {
             webhook(),
             Shape::FULL,
         );
-        let sent: Vec<Seq> = planned
+        let sent: Vec<i64> = planned
             .batches
             .iter()
             .flatten()
-            .map(|i| i.event.seq)
+            .map(|i| i.event.seq.0)
             .collect();
         assert_eq!(sent, vec![2]);
         let s = run(planned, 0, rules(&p, false, true), |_| Outcome::Delivered);
-        assert_eq!(s.progress.cursor, Some(3), "filtered-out events are passed");
+        assert_eq!(
+            s.progress.cursor,
+            Some(Seq(3)),
+            "filtered-out events are passed"
+        );
     }
 }

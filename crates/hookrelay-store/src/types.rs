@@ -72,7 +72,94 @@ impl<'a> tokio_postgres::types::FromSql<'a> for AppId {
 }
 
 /// A position in the event log; strictly increasing, never reused.
-pub type Seq = i64;
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Seq(pub i64);
+
+impl Seq {
+    pub const MAX: Seq = Seq(i64::MAX);
+
+    pub fn saturating_add(self, n: i64) -> Seq {
+        Seq(self.0.saturating_add(n))
+    }
+}
+
+/// Positions `n` after or before: windows of the log, the position before a rewind target.
+impl std::ops::Add<i64> for Seq {
+    type Output = Seq;
+    fn add(self, n: i64) -> Seq {
+        Seq(self.0 + n)
+    }
+}
+
+impl std::ops::Sub<i64> for Seq {
+    type Output = Seq;
+    fn sub(self, n: i64) -> Seq {
+        Seq(self.0 - n)
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Seq {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        s.parse().map(Seq)
+    }
+}
+
+impl rusqlite::types::ToSql for Seq {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for Seq {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(Seq)
+    }
+}
+
+impl tokio_postgres::types::ToSql for Seq {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        self.0.to_sql(ty, out)
+    }
+
+    tokio_postgres::types::accepts!(INT8);
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Seq {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(Seq)
+    }
+
+    tokio_postgres::types::accepts!(INT8);
+}
 
 /// A hook's delivery epoch: bumped when its cursor is rewound or its lease changes hands, so
 /// progress recorded under an older epoch is refused (see [`Cursor`]).

@@ -10,7 +10,7 @@ use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
     AppHook, AppId, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason,
-    DeadLetterRecord, Epoch, Progress, RetryRecord, Store, StoreError,
+    DeadLetterRecord, Epoch, Progress, RetryRecord, Seq, Store, StoreError,
 };
 use serde_json::json;
 
@@ -59,7 +59,7 @@ fn hook(id: &str, enabled: bool, types: &[&str]) -> EventHook {
 fn retry(seq: i64, attempts: u32, due_in_ms: i64, last_error: &str) -> RetryRecord {
     let now = Timestamp::now();
     RetryRecord {
-        seq,
+        seq: Seq(seq),
         attempts,
         first_failed_at: now,
         next_attempt_at: now.saturating_add_millis(due_in_ms),
@@ -174,7 +174,10 @@ async fn replace_hooks_orders_deletes_and_places_cursors(backend: impl Backend) 
         .await
         .unwrap();
     // New hooks start at the head: e1 is not theirs.
-    assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), Some(1));
+    assert_eq!(
+        store.cursor(&a.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(1))
+    );
 
     store
         .append(app, vec![event("e2", "message.new")])
@@ -189,8 +192,14 @@ async fn replace_hooks_orders_deletes_and_places_cursors(backend: impl Backend) 
         .replace_hooks(app, vec![a.clone(), b_on])
         .await
         .unwrap();
-    assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), Some(1));
-    assert_eq!(store.cursor(&b.id).await.unwrap().map(|c| c.seq), Some(2));
+    assert_eq!(
+        store.cursor(&a.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(1))
+    );
+    assert_eq!(
+        store.cursor(&b.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(2))
+    );
 
     // Deleting a hook deletes its pending work.
     let mut p = Progress::new(a.id.clone(), own(&*store, &a.id).await);
@@ -201,7 +210,7 @@ async fn replace_hooks_orders_deletes_and_places_cursors(backend: impl Backend) 
     assert_eq!(store.cursor(&a.id).await.unwrap().map(|c| c.seq), None);
     // Nothing comes back for it when a late worker reports.
     let mut late = Progress::new(a.id.clone(), Epoch(0));
-    late.cursor = Some(2);
+    late.cursor = Some(Seq(2));
     late.retries.push(retry(2, 2, 0, "late"));
     store.record_progress(late).await.unwrap();
     assert!(
@@ -237,14 +246,14 @@ async fn append_is_idempotent_ordered_and_group_committed(backend: impl Backend)
         .append(app, vec![event("x", "a"), event("y", "b"), event("x", "a")])
         .await
         .unwrap();
-    assert_eq!(first[0].seq, Some(1));
-    assert_eq!(first[1].seq, Some(2));
+    assert_eq!(first[0].seq, Some(Seq(1)));
+    assert_eq!(first[1].seq, Some(Seq(2)));
     assert_eq!(
         first[2].seq, None,
         "same id in the same request is stored once"
     );
     assert!(appends.has_changed().unwrap());
-    assert_eq!(*appends.borrow_and_update(), 2);
+    assert_eq!(*appends.borrow_and_update(), Seq(2));
     let again = store.append(app, vec![event("y", "b")]).await.unwrap();
     assert_eq!(again[0].seq, None, "same id later is not stored twice");
 
@@ -267,19 +276,19 @@ async fn append_is_idempotent_ordered_and_group_committed(backend: impl Backend)
     assert_eq!(seqs.len(), 1000);
 
     // Sequence numbers only increase; a skipped duplicate may leave a gap.
-    let page = store.read_events(app, 1, 3).await.unwrap();
+    let page = store.read_events(app, Seq(1), 3).await.unwrap();
     assert_eq!(page.len(), 3);
     assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(
         (page[0].seq, &page[0].payload[..]),
-        (2, &br#"{"id":"y","type":"b"}"#[..])
+        (Seq(2), &br#"{"id":"y","type":"b"}"#[..])
     );
     let head = *store.subscribe_appends().borrow();
     drop(page);
     drop(store);
     let reopened = backend.open().await;
     assert_eq!(
-        reopened.read_events(app, 0, 2000).await.unwrap().len(),
+        reopened.read_events(app, Seq(0), 2000).await.unwrap().len(),
         1002
     );
     assert_eq!(*reopened.subscribe_appends().borrow(), head);
@@ -292,13 +301,13 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
         .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
         .unwrap();
-    let events = store.read_events(app, 0, 10).await.unwrap();
+    let events = store.read_events(app, Seq(0), 10).await.unwrap();
     let now = Timestamp::now();
     let epoch = own(&*store, &h.id).await;
     let mut p = Progress::new(h.id.clone(), epoch);
-    p.cursor = Some(3);
+    p.cursor = Some(Seq(3));
     p.retries.push(RetryRecord {
-        seq: 2,
+        seq: Seq(2),
         attempts: 1,
         first_failed_at: now,
         next_attempt_at: now.saturating_add_millis(60_000),
@@ -311,7 +320,10 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
         last_error: "300000 bytes".into(),
     });
     store.record_progress(p).await.unwrap();
-    assert_eq!(store.cursor(&h.id).await.unwrap().map(|c| c.seq), Some(3));
+    assert_eq!(
+        store.cursor(&h.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(3))
+    );
     assert!(
         store.due_retries(&h.id, now, 10).await.unwrap().is_empty(),
         "not due yet"
@@ -333,10 +345,13 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
 
     // The cursor never moves back.
     let mut back = Progress::new(h.id.clone(), epoch);
-    back.cursor = Some(1);
-    back.retries_done.push(2);
+    back.cursor = Some(Seq(1));
+    back.retries_done.push(Seq(2));
     store.record_progress(back).await.unwrap();
-    assert_eq!(store.cursor(&h.id).await.unwrap().map(|c| c.seq), Some(3));
+    assert_eq!(
+        store.cursor(&h.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(3))
+    );
     assert!(
         store
             .due_retries(&h.id, later, 10)
@@ -371,7 +386,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend
         .await
         .unwrap();
     let mut p = Progress::new(h.id.clone(), own(&*store, &h.id).await);
-    p.cursor = Some(3);
+    p.cursor = Some(Seq(3));
     p.retries.push(retry(1, 1, 0, "x"));
     store.record_progress(p).await.unwrap();
     // Nothing is old enough yet.
@@ -385,7 +400,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend
     let future = Timestamp::now().saturating_add_millis(1000);
     assert_eq!(store.collect_garbage(future).await.unwrap(), 2, "e2 and e3");
     let left: Vec<String> = store
-        .read_events(app, 0, 10)
+        .read_events(app, Seq(0), 10)
         .await
         .unwrap()
         .into_iter()
@@ -398,7 +413,7 @@ async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend
     );
     // After GC a new event still gets a new sequence number.
     let appended = store.append(app, vec![event("e5", "t")]).await.unwrap();
-    assert_eq!(appended[0].seq, Some(5));
+    assert_eq!(appended[0].seq, Some(Seq(5)));
     let _ = HookId::generate();
 }
 
@@ -413,7 +428,7 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
     own(&*store, &h.id).await;
     let before = store.cursor(&h.id).await.unwrap().unwrap();
     let mut done = Progress::new(h.id.clone(), before.epoch);
-    done.cursor = Some(5);
+    done.cursor = Some(Seq(5));
     store.record_progress(done).await.unwrap();
 
     // Rewind to the start: all 5 events are after the cursor again, under a new epoch.
@@ -425,16 +440,16 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
         Some(5)
     );
     let after = store.cursor(&h.id).await.unwrap().unwrap();
-    assert_eq!(after.seq, 0);
+    assert_eq!(after.seq, Seq(0));
     assert_ne!(after.epoch, before.epoch);
     // A round that began before the rewind cannot undo it.
     let mut stale = Progress::new(h.id.clone(), before.epoch);
-    stale.cursor = Some(5);
+    stale.cursor = Some(Seq(5));
     assert!(matches!(
         store.record_progress(stale).await,
         Err(StoreError::Stale(_))
     ));
-    assert_eq!(store.cursor(&h.id).await.unwrap().unwrap().seq, 0);
+    assert_eq!(store.cursor(&h.id).await.unwrap().unwrap().seq, Seq(0));
 
     let backlog = store.backlog(app, &h.id, 1_000_000).await.unwrap().unwrap();
     assert_eq!(
@@ -472,7 +487,7 @@ async fn pause_and_dead_letter_replay(backend: impl Backend) {
         .append(app, (1..=3).map(|i| event(&format!("e{i}"), "t")).collect())
         .await
         .unwrap();
-    let events = store.read_events(app, 0, 10).await.unwrap();
+    let events = store.read_events(app, Seq(0), 10).await.unwrap();
     let epoch = own(&*store, &h.id).await;
     let mut p = Progress::new(h.id.clone(), epoch);
     p.cursor = Some(events[2].seq);
@@ -586,9 +601,9 @@ async fn an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds(backend: 
         store.cursor(&h.id).await.unwrap().is_none(),
         "its hook is gone"
     );
-    assert!(store.read_events(app, 0, 10).await.unwrap().is_empty());
+    assert!(store.read_events(app, Seq(0), 10).await.unwrap().is_empty());
     // The other app keeps everything, and the freed hook id can be used again.
-    assert_eq!(store.read_events(other, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.read_events(other, Seq(0), 10).await.unwrap().len(), 1);
     assert_eq!(store.hooks(other).await.unwrap().len(), 1);
     store
         .replace_hooks(other, vec![hook("h2", true, &[]), hook("h", true, &[])])
@@ -602,7 +617,7 @@ fn attempt(events: &[(i64, &str, u32)], outcome: AttemptOutcome, at: Timestamp) 
         events: events
             .iter()
             .map(|(seq, id, attempt)| AttemptEvent {
-                seq: *seq,
+                seq: Seq(*seq),
                 id: (*id).into(),
                 attempt: *attempt,
             })
@@ -634,7 +649,7 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     let t0 = Timestamp::now();
     // Round 1: e1 and e3 delivered in one batch, e2 failed and went to the retry set.
     let mut p = Progress::new(h.id.clone(), own(&*store, &h.id).await);
-    p.cursor = Some(3);
+    p.cursor = Some(Seq(3));
     p.retries.push(retry(2, 1, 60_000, "HTTP 500"));
     p.attempts.push(attempt(
         &[(1, "e1", 1), (3, "e3", 1)],
@@ -646,7 +661,7 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     store.record_progress(p).await.unwrap();
     // Round 2: e2 delivered on its second attempt.
     let mut p = Progress::new(h.id.clone(), own(&*store, &h.id).await);
-    p.retries_done.push(2);
+    p.retries_done.push(Seq(2));
     p.attempts.push(attempt(
         &[(2, "e2", 2)],
         AttemptOutcome::Delivered,
@@ -697,7 +712,7 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
         .unwrap();
     assert_eq!(trace.event.id, "e2");
     let at_h = &trace.hooks[0];
-    assert_eq!(at_h.cursor, 3);
+    assert_eq!(at_h.cursor, Seq(3));
     assert!(at_h.retry.is_none() && at_h.dead_letter.is_none());
     let outcomes: Vec<_> = at_h.attempts.iter().map(|a| a.record.outcome).collect();
     assert_eq!(
@@ -798,7 +813,7 @@ mod leases {
     use std::time::Duration;
 
     use hookrelay_core::{HookId, Secret};
-    use hookrelay_store::{Lease, Progress, Store, StoreError};
+    use hookrelay_store::{Lease, Progress, Seq, Store, StoreError};
 
     use super::backends::{KEY, Postgres};
 
@@ -842,7 +857,7 @@ mod leases {
         // Node a cannot record progress for a hook it gave away, even under the old epoch.
         let epoch = a.cursor(&give[0]).await.unwrap().unwrap().epoch;
         let mut p = Progress::new(give[0].clone(), epoch);
-        p.cursor = Some(1);
+        p.cursor = Some(Seq(1));
         assert!(matches!(
             a.record_progress(p).await,
             Err(StoreError::NotOwner(_))
@@ -855,7 +870,7 @@ mod leases {
         let taken = a.cursor(&give[0]).await.unwrap().unwrap().epoch;
         assert!(taken > epoch, "a takeover bumps the epoch");
         let mut late = Progress::new(give[0].clone(), epoch);
-        late.cursor = Some(1);
+        late.cursor = Some(Seq(1));
         assert!(matches!(
             b.record_progress(late).await,
             Err(StoreError::NotOwner(_))

@@ -61,7 +61,10 @@ async fn the_server_runs_in_process_and_stops_cleanly() {
     );
     // What was acknowledged is durable and readable by the next process.
     let reopened = hookrelay::store::open(&config).await.unwrap();
-    let events = reopened.read_events(app.id, 0, 10).await.unwrap();
+    let events = reopened
+        .read_events(app.id, hookrelay_store::Seq(0), 10)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].id, "in-process-1");
     reopened.close().await.unwrap();

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use hookrelay_core::EventHook;
 use hookrelay_core::{HookId, Timestamp};
-use hookrelay_store::{Attempt, AttemptOutcome, DeadLetterReason, HookTrace};
+use hookrelay_store::{Attempt, AttemptOutcome, DeadLetterReason, HookTrace, Seq};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -74,7 +74,7 @@ pub async fn attempts(
 }
 
 /// Where an event stands at one hook, from what the store knows.
-fn delivery_state(hook: &EventHook, matched: bool, trace: &HookTrace, seq: i64) -> &'static str {
+fn delivery_state(hook: &EventHook, matched: bool, trace: &HookTrace, seq: Seq) -> &'static str {
     if !matched {
         return "filtered_out";
     }
@@ -168,6 +168,7 @@ mod tests {
     }
 
     fn trace(cursor: i64, outcomes: &[AttemptOutcome]) -> HookTrace {
+        let cursor = Seq(cursor);
         HookTrace {
             hook: HookId::try_from("h".to_owned()).unwrap(),
             cursor,
@@ -180,7 +181,7 @@ mod tests {
                     id: i as i64,
                     record: AttemptRecord {
                         events: vec![AttemptEvent {
-                            seq: 5,
+                            seq: Seq(5),
                             id: "e".into(),
                             attempt: 1,
                         }],
@@ -200,24 +201,27 @@ mod tests {
     fn each_state_is_decided_from_the_store() {
         let h = hook();
         use AttemptOutcome::*;
-        assert_eq!(delivery_state(&h, false, &trace(9, &[]), 5), "filtered_out");
-        assert_eq!(delivery_state(&h, true, &trace(4, &[]), 5), "pending");
-        assert_eq!(delivery_state(&h, true, &trace(9, &[]), 5), "skipped");
         assert_eq!(
-            delivery_state(&h, true, &trace(9, &[Retrying, Delivered]), 5),
+            delivery_state(&h, false, &trace(9, &[]), Seq(5)),
+            "filtered_out"
+        );
+        assert_eq!(delivery_state(&h, true, &trace(4, &[]), Seq(5)), "pending");
+        assert_eq!(delivery_state(&h, true, &trace(9, &[]), Seq(5)), "skipped");
+        assert_eq!(
+            delivery_state(&h, true, &trace(9, &[Retrying, Delivered]), Seq(5)),
             "delivered"
         );
         let mut retrying = trace(9, &[Retrying]);
         retrying.retry = Some((1, Timestamp::from_millis(0), "HTTP 500".into()));
-        assert_eq!(delivery_state(&h, true, &retrying, 5), "retrying");
+        assert_eq!(delivery_state(&h, true, &retrying, Seq(5)), "retrying");
         let mut dead = trace(9, &[Refused, DeadLettered]);
         dead.dead_letter = Some(DeadLetterReason::Rejected);
-        assert_eq!(delivery_state(&h, true, &dead, 5), "dead_letter");
+        assert_eq!(delivery_state(&h, true, &dead, Seq(5)), "dead_letter");
         dead.dead_letter = Some(DeadLetterReason::TooLarge);
-        assert_eq!(delivery_state(&h, true, &dead, 5), "dropped");
+        assert_eq!(delivery_state(&h, true, &dead, Seq(5)), "dropped");
         // Waiting in the log while the destination is down.
         assert_eq!(
-            delivery_state(&h, true, &trace(4, &[DestinationDown]), 5),
+            delivery_state(&h, true, &trace(4, &[DestinationDown]), Seq(5)),
             "pending"
         );
     }

@@ -9,7 +9,7 @@ use crate::postgres::events::row_to_event;
 use crate::postgres::text;
 use crate::{
     AppId, Attempt, AttemptOutcome, AttemptRecord, DeadLetterReason, EventTrace, HookTrace, Result,
-    StoreError,
+    Seq, StoreError,
 };
 
 /// How many of a hook's rows nearest below an event are read to find the rows that include it.
@@ -112,7 +112,7 @@ pub async fn list(
     rows.iter().map(row_to_attempt).collect()
 }
 
-async fn of_event(c: &impl GenericClient, hook: &HookId, seq: i64) -> Result<Vec<Attempt>> {
+async fn of_event(c: &impl GenericClient, hook: &HookId, seq: Seq) -> Result<Vec<Attempt>> {
     let rows = c
         .query(
             &format!(

@@ -45,7 +45,7 @@ pub async fn append_group(
     for (app, events) in requests {
         for e in events.iter() {
             seq += 1;
-            seqs.push(seq);
+            seqs.push(Seq(seq));
             apps.push(*app);
             ids.push(e.id.as_str());
             types.push(e.event_type.as_str());

@@ -244,7 +244,7 @@ async fn listen(
                     changed.send_modify(|n| *n += 1);
                     while let Some(n) = rx.recv().await {
                         if n.channel() == APPENDED_CHANNEL {
-                            let head = n.payload().parse::<Seq>().unwrap_or(0);
+                            let head = n.payload().parse::<Seq>().unwrap_or_default();
                             appended.send_if_modified(|h| {
                                 let newer = head > *h;
                                 *h = (*h).max(head);

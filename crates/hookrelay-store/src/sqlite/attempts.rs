@@ -7,7 +7,7 @@ use crate::codec::{attempt_events_json, parse_attempt_events};
 use crate::sqlite::events::row_to_event;
 use crate::{
     AppId, Attempt, AttemptOutcome, AttemptRecord, DeadLetterReason, EventTrace, HookTrace, Result,
-    StoreError,
+    Seq, StoreError,
 };
 
 /// How many of a hook's rows nearest below an event are read to find the rows that include it:
@@ -97,7 +97,7 @@ pub fn list(
 }
 
 /// The attempts of `hook` that include the event at `seq`, oldest first.
-fn of_event(conn: &Connection, hook: &HookId, seq: i64) -> Result<Vec<Attempt>> {
+fn of_event(conn: &Connection, hook: &HookId, seq: Seq) -> Result<Vec<Attempt>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM (
              SELECT * FROM attempts WHERE hook_id = ?1 AND first_seq <= ?2
@@ -133,7 +133,7 @@ pub fn trace(
     };
     let mut out = Vec::with_capacity(hooks.len());
     for hook in hooks {
-        let Some(cursor): Option<i64> = conn
+        let Some(cursor): Option<Seq> = conn
             .prepare_cached("SELECT cursor FROM hooks WHERE id = ?1")?
             .query_row([hook.as_str()], |r| r.get(0))
             .optional()?

@@ -15,7 +15,7 @@ pub fn high_water_mark(conn: &Connection) -> Result<Seq> {
             |r| r.get(0),
         )
         .optional()?;
-    Ok(seq.unwrap_or(0))
+    Ok(seq.unwrap_or_default())
 }
 
 pub fn append(
