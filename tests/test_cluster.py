@@ -138,7 +138,7 @@ def test_three_nodes_share_hooks_and_survive_a_kill(tmp_path, moto, database):
             what="hooks spread over the three nodes",
         )
         producers = [slow_producer(node, f"{node.name}-{uuid.uuid4().hex[:6]}") for node in cluster.nodes]
-        time.sleep(3)
+        wait_until(lambda: all(len(p.acknowledged) >= 100 for p in producers), what="events flowing through every node")
 
         # Kill -9 the node delivering the most hooks, mid-stream.
         victim = max(cluster.nodes, key=lambda n: list(spread.values()).count(n.name))
@@ -152,7 +152,10 @@ def test_three_nodes_share_hooks_and_survive_a_kill(tmp_path, moto, database):
             what="the victim's hooks to move to the survivors",
         )
         takeover = time.monotonic() - killed_at
-        time.sleep(2)
+        # The survivors keep taking events after the takeover.
+        after = [len(p.acknowledged) for p in producers]
+        wait_until(lambda: all(len(p.acknowledged) >= n + 100 for p, n in zip(producers, after) if p.server is not victim),
+                   what="events after the takeover")
         for p in producers:
             if p.server is not victim:
                 acknowledged += p.stop()
@@ -188,7 +191,7 @@ def test_a_node_paused_past_its_lease_sends_nothing_stale(tmp_path, moto, databa
             what="one hook per node",
         )
         producer = slow_producer(b, "e")
-        time.sleep(2)
+        wait_until(lambda: len(producer.acknowledged) >= 100, what="events flowing")
 
         # Node a stops (as if its VM stalled) for three lease lengths; node b takes its hook.
         a.proc.send_signal(signal.SIGSTOP)
@@ -198,10 +201,15 @@ def test_a_node_paused_past_its_lease_sends_nothing_stale(tmp_path, moto, databa
             timeout=15,
             what="node b to take node a's hook",
         )
-        time.sleep(5)
+        # Node b delivers on while node a is stopped.
+        before = len(producer.acknowledged)
+        wait_until(lambda: len(producer.acknowledged) >= before + 200, what="events while node a is stopped")
         a.proc.send_signal(signal.SIGCONT)
         resumed_ms = time.time() * 1000
-        time.sleep(6)  # node a lives on: it may get a hook back, under a new lease
+        # Node a lives on: it may get a hook back, under a new lease.
+        wait_until(lambda: a.request("GET", "/healthz").status_code == 200, what="node a to answer again")
+        before = len(producer.acknowledged)
+        wait_until(lambda: len(producer.acknowledged) >= before + 200, what="events after node a resumed")
         acknowledged = producer.stop()
 
         received = drain_all(moto, queues, acknowledged)
