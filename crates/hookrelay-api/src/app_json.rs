@@ -1,8 +1,8 @@
 //! How an app and its hooks look on the wire.
 //!
-//! The `app` object carries every field the SDKs require (reference §4.1), with defaults that fit
+//! The `app` object carries every field the SDKs require, with defaults that fit
 //! a self-hosted server, overlaid with what the client stored through `PATCH /app`. Timestamps are
-//! RFC 3339 strings on the legacy paths and integer nanoseconds on `/api/v2` (reference §5).
+//! RFC 3339 strings on the legacy paths and integer nanoseconds on `/api/v2`.
 //! Secrets always come back as [`MASK`].
 
 use hookrelay_core::secret::MASK;
@@ -29,8 +29,8 @@ impl Dialect {
     }
 }
 
-/// App settings clients may set through `PATCH /app` (UpdateAppRequest, reference §4.2), other
-/// than `event_hooks`. Others are accepted and ignored, as read-only fields must be (§8.6).
+/// App settings clients may set through `PATCH /app` (Stream's UpdateAppRequest), other
+/// than `event_hooks`. Others are accepted and ignored, as read-only fields must be.
 pub const UPDATABLE: &[&str] = &[
     "activity_metrics_config",
     "allowed_flag_reasons",

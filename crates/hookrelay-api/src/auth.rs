@@ -1,4 +1,4 @@
-//! Server-side authentication exactly as Stream's SDKs send it (reference §7):
+//! Server-side authentication exactly as Stream's SDKs send it:
 //! the `api_key` query parameter names the app, the `Authorization` header carries a raw HS256
 //! JWT (no `Bearer`, though one is tolerated) signed with that app's secret, and
 //! `stream-auth-type: jwt`. A token is a server token when it says `server: true` or has no
@@ -193,7 +193,7 @@ pub fn verify_hs256(
 mod tests {
     use super::*;
 
-    // Test vectors from reference §7 (secret "SECRET"), produced by the SDKs themselves.
+    // Test vectors produced by the Stream SDKs themselves (secret "SECRET").
     const SERVER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzZXJ2ZXIiOnRydWV9.c3gLyYYgWMGAO9pMhg81wLvrv6XQ_r-dTelnLXfnDIM";
     const EMPTY: &str =
         "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.sr08LEMNntsBjm8vu8Xv1ciDBmKZUv-dRKiO2efI7KI";

@@ -1,7 +1,7 @@
 //! Errors in Stream's format. Every error body carries all of `code`, `message`, `StatusCode`,
 //! `duration`, `more_info` and `details`: the new Python SDK raises `KeyError` instead of its API
-//! exception when one is missing (reference §1.3). Messages read
-//! `<Operation> failed with error: "<detail>"`, as Stream's do (reference §6.3).
+//! exception when one is missing. Messages read
+//! `<Operation> failed with error: "<detail>"`, as Stream's do.
 //!
 //! Internal causes (database errors, …) are logged with the request and never sent to clients.
 
@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::context;
 
-/// Stream's error codes (reference §6.3) that hookrelay uses.
+/// Stream's error codes that hookrelay uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     InternalError = -1,

@@ -1,5 +1,5 @@
 //! Timestamps. Stream's legacy paths speak RFC 3339 strings and `/api/v2` speaks integer
-//! nanoseconds (reference §5), so one type renders both and parses both.
+//! nanoseconds, so one type renders both and parses both.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -127,7 +127,7 @@ fn with_id(mut hook: EventHook, id: impl FnOnce(&HookId) -> HookId) -> EventHook
 }
 
 /// The hook list after this request: the given list (replace mode), or the stored list with the
-/// given hooks created, updated or deleted (explicit-deletion mode, reference §3.3).
+/// given hooks created, updated or deleted (explicit-deletion mode).
 fn new_hook_list(
     list: &Value,
     explicit: bool,

@@ -1,7 +1,7 @@
 //! `POST /check_sqs` and `POST /check_sns`: try a destination for real and report.
 //!
 //! As on Stream, the answer is 201 whether the check passes or not; the verdict is `status`
-//! (`ok` or `error`), with `error` and `data` explaining a failure (reference §2.3). With no
+//! (`ok` or `error`), with `error` and `data` explaining a failure. With no
 //! arguments, every SQS (or SNS) hook of the app is checked, and the legacy app-level settings.
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! `GET /hook/events`: the event types hookrelay knows (reference §11, the webhook-delivered
+//! `GET /hook/events`: the event types hookrelay knows (the webhook-delivered
 //! chat events). Hooks are not limited to these: any type ingested is delivered to hooks whose
 //! `event_types` is empty or matches it.
 
