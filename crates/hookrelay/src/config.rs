@@ -46,6 +46,32 @@ pub struct Config {
     pub retention: Retention,
     pub metrics: Metrics,
     pub postgres: Postgres,
+    /// Credentials and keys from the environment, which are not settings (see [`Environment`]).
+    #[serde(skip)]
+    pub env: Environment,
+}
+
+/// The `HOOKRELAY_*` variables that are not settings: the first app's credentials and the
+/// server key, which do not belong in a config file. Read here, once, by [`Config::load`];
+/// nothing else reads them.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `HOOKRELAY_API_KEY`, `HOOKRELAY_API_SECRET`: the first app of a fresh store.
+    pub api_key: Option<String>,
+    pub api_secret: Option<hookrelay_core::Secret>,
+    /// `HOOKRELAY_SECRET_KEY`: the server key (64 hex digits), instead of `secret.key`.
+    pub secret_key: Option<hookrelay_core::Secret>,
+}
+
+impl Environment {
+    pub fn read() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            api_key: var("HOOKRELAY_API_KEY"),
+            api_secret: var("HOOKRELAY_API_SECRET").map(hookrelay_core::Secret::new),
+            secret_key: var("HOOKRELAY_SECRET_KEY").map(hookrelay_core::Secret::new),
+        }
+    }
 }
 
 /// `host:port` for the listener. The host may be a name (`localhost:3030`), resolved when the
@@ -146,6 +172,7 @@ impl Default for Config {
             retention: Retention::default(),
             metrics: Metrics::default(),
             postgres: Postgres::default(),
+            env: Environment::default(),
         }
     }
 }
@@ -162,8 +189,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_body_bytes: 4 * 1024 * 1024,
-            max_event_bytes: 1024 * 1024,
+            // Each default is the library's own, written once there.
+            max_body_bytes: hookrelay_api::ApiLimits::default().max_body_bytes,
+            max_event_bytes: hookrelay_api::ApiLimits::default().max_event_bytes,
         }
     }
 }
@@ -190,7 +218,7 @@ impl Default for Http {
         Self {
             max_connections: 4096,
             header_timeout: Duration::from_secs(15),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: hookrelay_api::ApiLimits::default().body_timeout,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -225,14 +253,16 @@ pub struct Delivery {
 
 impl Default for Delivery {
     fn default() -> Self {
+        // Each default is the delivery library's own, written once there.
+        let library = hookrelay_delivery::DeliverySettings::default();
         Self {
-            retry_base: Duration::from_secs(1),
-            retry_cap: Duration::from_secs(600),
-            retry_window: Duration::from_secs(24 * 3600),
-            hook_backoff_cap: Duration::from_secs(60),
-            batches_in_flight: 16,
-            read_batch: 1000,
-            breaker_failures: 5,
+            retry_base: library.retry.base,
+            retry_cap: library.retry.cap,
+            retry_window: library.retry.window,
+            hook_backoff_cap: library.hook_backoff.cap,
+            batches_in_flight: library.batches_in_flight,
+            read_batch: library.read_batch,
+            breaker_failures: library.breaker_failures,
             secret_rotation_window: hookrelay_core::hook::input::DEFAULT_SECRET_ROTATION_WINDOW,
         }
     }
@@ -264,9 +294,10 @@ pub struct Webhook {
 
 impl Default for Webhook {
     fn default() -> Self {
+        let library = hookrelay_delivery::destinations::webhook::WebhookSettings::default();
         Self {
-            timeout: Duration::from_secs(6),
-            in_flight: 16,
+            timeout: library.timeout,
+            in_flight: library.in_flight,
             deny_cidrs: Vec::new(),
         }
     }
@@ -327,7 +358,9 @@ impl Config {
                 })
                 .split("__"),
         );
-        figment.extract().map_err(Box::new)
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        config.env = Environment::read();
+        Ok(config)
     }
 
     /// Checks the bounds of every setting, naming each one out of bounds (`delivery.read_batch

@@ -4,13 +4,14 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use hookrelay_core::Secret;
 use hookrelay_store::SecretBox;
 
 /// The key that encrypts secrets at rest: `HOOKRELAY_SECRET_KEY` (64 hex digits) if set, else
 /// `secret.key` in the data directory, created (mode 0600) on first start.
-pub fn server_key(data_dir: &Path) -> anyhow::Result<SecretBox> {
-    if let Ok(hex_key) = std::env::var("HOOKRELAY_SECRET_KEY") {
-        return parse_key(hex_key.trim()).context("HOOKRELAY_SECRET_KEY");
+pub fn server_key(data_dir: &Path, from_env: Option<&Secret>) -> anyhow::Result<SecretBox> {
+    if let Some(hex_key) = from_env {
+        return parse_key(hex_key.expose().trim()).context("HOOKRELAY_SECRET_KEY");
     }
     let path = data_dir.join("secret.key");
     match std::fs::read_to_string(&path) {
@@ -37,14 +38,14 @@ pub fn server_key(data_dir: &Path) -> anyhow::Result<SecretBox> {
 /// The server key when several nodes share one database: `HOOKRELAY_SECRET_KEY` or an existing
 /// `secret.key`, never a new one (a node with a key of its own could not read the others'
 /// secrets).
-pub fn shared_server_key(data_dir: &Path) -> anyhow::Result<SecretBox> {
-    if std::env::var_os("HOOKRELAY_SECRET_KEY").is_none() && !data_dir.join("secret.key").exists() {
+pub fn shared_server_key(data_dir: &Path, from_env: Option<&Secret>) -> anyhow::Result<SecretBox> {
+    if from_env.is_none() && !data_dir.join("secret.key").exists() {
         bail!(
             "store = \"postgres\": set HOOKRELAY_SECRET_KEY to the same 64 hex digits on every node (e.g. from `openssl rand -hex 32`), or put that key in {}",
             data_dir.join("secret.key").display()
         );
     }
-    server_key(data_dir)
+    server_key(data_dir, from_env)
 }
 
 fn parse_key(hex_key: &str) -> anyhow::Result<SecretBox> {

@@ -19,7 +19,7 @@ use hookrelay_delivery::{DeliverySettings, Dispatcher};
 use hookrelay_store::{App, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::keys;
 
 /// `hookrelay serve`: logging, the listening socket and the signals, around [`run`].
@@ -50,7 +50,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
-    ensure_first_app(&*store).await?;
+    ensure_first_app(&*store, &config.env).await?;
 
     let (dispatcher, delivery) = Dispatcher::new(store.clone(), delivery_settings(&config)?)
         .await
@@ -232,14 +232,10 @@ fn deny_ranges(entries: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
 /// A fresh store gets one app, so the server is usable at once. On a store that has apps,
 /// `HOOKRELAY_API_KEY` / `HOOKRELAY_API_SECRET` change nothing; a warning says so when they
 /// would not authenticate, since the CLI reads the same variables.
-async fn ensure_first_app(store: &dyn Store) -> anyhow::Result<()> {
+async fn ensure_first_app(store: &dyn Store, env: &Environment) -> anyhow::Result<()> {
     let from_env = (
-        std::env::var("HOOKRELAY_API_KEY")
-            .ok()
-            .filter(|s| !s.is_empty()),
-        std::env::var("HOOKRELAY_API_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty()),
+        env.api_key.clone(),
+        env.api_secret.as_ref().map(|s| s.expose().to_owned()),
     );
     let apps = store.list_apps().await?;
     if !apps.is_empty() {

@@ -20,7 +20,7 @@ pub fn database_url(config: &Config) -> anyhow::Result<&str> {
 pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store {
         StoreKind::Sqlite => {
-            let secrets = keys::server_key(&config.data_dir)?;
+            let secrets = keys::server_key(&config.data_dir, config.env.secret_key.as_ref())?;
             Arc::new(
                 SqliteStore::open(config.database_path(), secrets)
                     .with_context(|| format!("opening {}", config.database_path().display()))?,
@@ -29,7 +29,8 @@ pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         StoreKind::Postgres => {
             let url = database_url(config)?;
             // Every node must encrypt with the same key, so none may make up its own.
-            let secrets = keys::shared_server_key(&config.data_dir)?;
+            let secrets =
+                keys::shared_server_key(&config.data_dir, config.env.secret_key.as_ref())?;
             let options = PostgresOptions {
                 url: url.to_owned(),
                 pool_size: config.postgres.pool_size,
