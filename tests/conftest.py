@@ -196,8 +196,10 @@ class Server:
 
     def __init__(self, data_dir, moto_endpoint, config=None, env=None):
         self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # The first start listens on port 0 and reports the port it got (no race with other
+        # tests for a "free" port); restarts take the same port again.
+        self.port = None
+        self.url = None
         self.key = "key" + secrets.token_hex(4)
         self.secret = secrets.token_hex(24)
         self.config = config
@@ -214,13 +216,25 @@ class Server:
         self.start()
 
     def start(self):
-        args = [str(BIN), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"]
+        address_file = self.data_dir.parent / f"{self.data_dir.name}.address"
+        address_file.unlink(missing_ok=True)
+        args = [str(BIN), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port or 0}",
+                "--address-file", str(address_file)]
         if self.config:
             path = self.data_dir.parent / f"{self.data_dir.name}.toml"
             path.write_text(self.config)
             args += ["--config", str(path)]
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hookrelay exited with {self.proc.returncode}:\n{self.log()}")
+            return address_file.exists() and address_file.read_text()
+
+        address = wait_until(listening, what=f"hookrelay to listen (log: {self.log_path})")
+        self.port = int(address.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
         wait_until(self._answers, what=f"hookrelay on {self.url} (log: {self.log_path})")
 
     def _answers(self):

@@ -71,6 +71,10 @@ struct ServeArgs {
     /// Log JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    /// Once listening, write the address taken (host:port) to this file: with `--listen
+    /// 127.0.0.1:0` the system picks a free port, and whoever started the server reads it here.
+    #[arg(long)]
+    address_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -140,7 +144,7 @@ impl Cli {
                     config.listen = listen;
                 }
                 config.log_json |= args.log_json;
-                runtime.block_on(crate::run::serve(config))
+                runtime.block_on(crate::run::serve(config, args.address_file))
             }
             Command::Apps(cmd) => runtime.block_on(apps(config, cmd)),
             Command::Hooks(cmd) => runtime.block_on(crate::client::hooks(cmd)),

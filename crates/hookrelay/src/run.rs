@@ -23,7 +23,10 @@ use crate::config::{Config, Environment};
 use crate::keys;
 
 /// `hookrelay serve`: logging, the listening socket and the signals, around [`run`].
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    address_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     init_logging(config.log_json);
     // The port first: a server that cannot listen must not create an app (and print its
     // secret) before it fails.
@@ -35,6 +38,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 config.listen
             )
         })?;
+    if let Some(path) = address_file {
+        // Written whole, then renamed: a reader never sees half an address.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, listener.local_addr()?.to_string())
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tokio::spawn(shutdown_watchdog(shutdown.clone(), config.shutdown_grace));
