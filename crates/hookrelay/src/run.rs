@@ -23,10 +23,7 @@ use crate::config::{Config, Environment};
 use crate::keys;
 
 /// `hookrelay serve`: logging, the listening socket and the signals, around [`run`].
-pub async fn serve(
-    config: Config,
-    address_file: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
+pub async fn serve(config: Config, address_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     init_logging(config.log_json);
     // The port first: a server that cannot listen must not create an app (and print its
     // secret) before it fails.
