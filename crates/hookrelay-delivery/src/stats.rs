@@ -481,8 +481,6 @@ pub struct HookSnapshot {
     pub dropped: u64,
     pub last_success: Option<Timestamp>,
     pub last_error: Option<LastError>,
-    pub circuit_open: bool,
-    pub backing_off: bool,
     pub current_rate: Option<f64>,
     pub per_minute: Vec<MinuteCounts>,
 }
@@ -498,8 +496,6 @@ impl HookSnapshot {
             dropped: load(&stats.dropped),
             last_success: stats.last_success(),
             last_error: stats.last_error(),
-            circuit_open: stats.circuit_open.load(Ordering::Relaxed),
-            backing_off: stats.backing_off.load(Ordering::Relaxed),
             current_rate: stats.rate(),
             per_minute: stats.per_minute.last_hour(now),
         }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! * [`Store`]: the contract every backend keeps. Handlers and the dispatcher only see this trait.
-//! * `types`: the records that cross it ([`App`], [`StoredEvent`], [`Progress`], …).
+//! * `types`: the records that cross it ([`App`], [`StoredEvent`], [`Progress`], …); `ids`: the
+//!   integer ids among them ([`AppId`], [`Seq`], [`Epoch`]).
 //! * `crypto`: [`SecretBox`], which encrypts hook and app secrets before they reach the disk.
 //! * `sqlite`: the embedded default: one file, WAL mode, one writer thread that group-commits.
 //! * `postgres`: several nodes on one PostgreSQL database; hooks are spread over the nodes by
@@ -15,6 +16,7 @@
 
 mod codec;
 pub mod crypto;
+mod ids;
 pub mod postgres;
 pub mod sqlite;
 mod types;
@@ -24,6 +26,7 @@ use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 
 pub use crypto::SecretBox;
+pub use ids::{AppId, Epoch, Seq};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use types::*;
