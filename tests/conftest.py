@@ -392,3 +392,19 @@ class Producer:
         self.stop_flag.set()
         self.thread.join()
         return self.acknowledged
+
+
+# The PostgreSQL server the multi-node tests use; each test gets a database of its own there,
+# dropped afterwards (kept when KEEP_DB is set, to look inside).
+PG_SERVER_URL = os.environ.get("HOOKRELAY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def database():
+    from cluster import psql
+
+    name = f"hookrelay_e2e_{uuid.uuid4().hex[:12]}"
+    psql(PG_SERVER_URL, f"CREATE DATABASE {name}")
+    yield PG_SERVER_URL.rsplit("/", 1)[0] + "/" + name
+    if not os.environ.get("KEEP_DB"):
+        psql(PG_SERVER_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -119,8 +119,13 @@ pub struct Dispatcher {
     /// Workers told to stop that may not have ended yet; a hook gets a new worker only once its
     /// old one has ended (each wakes the dispatcher when it does).
     stopping: HashMap<HookId, JoinHandle<()>>,
-    /// Hooks this node holds a lease on; `None` when it owns every hook (one node).
+    /// Hooks this node holds a lease on and delivers; `None` when it owns every hook (one node).
     owned: Option<HashSet<HookId>>,
+    /// Hooks this node still holds a lease on but is giving up: their workers are finishing
+    /// the sends in flight; the leases go back once they have ended.
+    handing_over: HashSet<HookId>,
+    /// How often the leases are renewed (from the store's last lease round).
+    lease_period: Duration,
 }
 
 /// What a worker needs to know about its app: the signing secret, and the rest.
@@ -167,6 +172,8 @@ impl Dispatcher {
             running: HashMap::new(),
             stopping: HashMap::new(),
             owned: None,
+            handing_over: HashSet::new(),
+            lease_period: Duration::from_secs(1),
         };
         Ok((dispatcher, handle))
     }
@@ -183,14 +190,16 @@ impl Dispatcher {
             if now >= next_lease_round {
                 next_lease_round = now + self.lease_round().await;
             }
+            self.release_handed_over().await;
             if let Err(e) = self.reconcile().await {
                 tracing::error!(error = %e, "cannot read hooks; retrying");
             }
             let wake = next_lease_round.min(tokio::time::Instant::now() + RECONCILE_EVERY);
             tokio::select! {
-                // A worker ended: its successor may start.
+                // A worker ended: its successor may start, or its lease go back.
                 _ = self.changed.notified() => {}
-                // Hooks or app settings changed, through any node: new hooks may be free to take.
+                // Hooks or app settings changed, or a node gave leases back, through any node:
+                // hooks may be free to take.
                 _ = config.changed() => next_lease_round = tokio::time::Instant::now(),
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.cancelled() => break,
@@ -198,22 +207,54 @@ impl Dispatcher {
         }
         self.alive
             .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.drain().await;
+    }
+
+    /// Shutdown: every worker finishes the sends it has in flight and records them; meanwhile
+    /// this node keeps renewing its leases (a progress write under a lapsed lease is refused,
+    /// and the next owner would send those events again) and gives each hook back as soon as
+    /// its worker has ended, so the other nodes take it over at once.
+    async fn drain(&mut self) {
         let ids: Vec<HookId> = self.running.keys().cloned().collect();
         for id in &ids {
             self.stop_worker(id, Stop::FinishInFlight);
         }
-        for (_, ended) in self.stopping.drain() {
-            let _ = ended.await;
+        if self.owned.is_none() {
+            for (_, ended) in self.stopping.drain() {
+                let _ = ended.await;
+            }
+            return;
         }
-        if self.owned.is_some()
-            && let Err(e) = self.store.leave().await
-        {
+        self.handing_over
+            .extend(self.owned.take().unwrap_or_default());
+        let mut renew_at = tokio::time::Instant::now();
+        loop {
+            self.release_handed_over().await;
+            self.stopping.retain(|_, ended| !ended.is_finished());
+            if self.stopping.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= renew_at {
+                if let Err(e) = self.store.renew_leases().await {
+                    tracing::warn!(error = %e, "cannot renew hook leases while stopping");
+                }
+                renew_at = tokio::time::Instant::now() + self.lease_period;
+            }
+            tokio::select! {
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep_until(renew_at) => {}
+            }
+        }
+        if let Err(e) = self.store.leave().await {
             tracing::warn!(error = %e, "cannot give the hook leases back; they expire by themselves");
         }
     }
 
     /// Renews and shares out the leases; returns when the next round is due. On a store error
     /// the leases are kept as they were: they lapse by themselves if the database stays away.
+    /// Hooks to give up (another node joined) are handed over without waiting here: their
+    /// workers finish the sends in flight, then [`Self::release_handed_over`] gives the leases
+    /// back. Meanwhile every other lease is renewed as usual.
     async fn lease_round(&mut self) -> Duration {
         let round = match self.store.lease_round().await {
             Ok(Some(round)) => round,
@@ -223,27 +264,58 @@ impl Dispatcher {
                 return Duration::from_secs(1);
             }
         };
+        self.lease_period = round.next_in;
         let mut owned = round.owned;
-        if round.surplus > 0 {
+        // Leases lost meanwhile need no handing over.
+        self.handing_over.retain(|id| owned.contains(id));
+        let surplus = round.surplus.saturating_sub(self.handing_over.len());
+        if surplus > 0 {
             // Give up idle hooks first, then the rest, in a stable order.
-            let mut give: Vec<HookId> = owned.iter().cloned().collect();
+            let mut give: Vec<HookId> = owned
+                .iter()
+                .filter(|id| !self.handing_over.contains(*id))
+                .cloned()
+                .collect();
             give.sort_by_key(|id| (self.running.contains_key(id), id.as_str().to_owned()));
-            give.truncate(round.surplus);
-            // The leases go back only once their workers have ended: the next owner must not
-            // deliver while this node still does.
-            for id in &give {
-                self.stop_worker(id, Stop::FinishInFlight);
-                if let Some(ended) = self.stopping.remove(id) {
-                    let _ = ended.await;
-                }
-                owned.remove(id);
-            }
-            if let Err(e) = self.store.release_leases(&give).await {
-                tracing::warn!(error = %e, "cannot give hook leases back; they expire by themselves");
+            give.truncate(surplus);
+            for id in give {
+                // The lease goes back only once the worker has ended: the next owner must not
+                // deliver while this node still does.
+                self.stop_worker(&id, Stop::FinishInFlight);
+                self.handing_over.insert(id);
             }
         }
+        owned.retain(|id| !self.handing_over.contains(id));
         self.owned = Some(owned);
         round.next_in
+    }
+
+    /// Gives back the leases of handed-over hooks whose workers have ended.
+    async fn release_handed_over(&mut self) {
+        let ended: Vec<HookId> = self
+            .handing_over
+            .iter()
+            .filter(|id| {
+                !self.running.contains_key(*id)
+                    && self.stopping.get(*id).is_none_or(JoinHandle::is_finished)
+            })
+            .cloned()
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        match self.store.release_leases(&ended).await {
+            Ok(()) => {
+                for id in &ended {
+                    self.handing_over.remove(id);
+                    self.stopping.remove(id);
+                    tracing::info!(hook_id = %id, "hook lease given back");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot give hook leases back; retrying (they expire by themselves)")
+            }
+        }
     }
 
     /// Tells a hook's worker to stop, without waiting for it.

@@ -20,6 +20,7 @@
 pub mod aws;
 pub mod batch;
 pub mod check;
+mod checkpoint;
 pub mod destinations;
 mod dispatcher;
 pub mod outcome;

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::checkpoint::Checkpoints;
 use crate::destinations::{Destination, Outgoing};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
@@ -34,6 +35,8 @@ use crate::stats::HookRecorder;
 
 /// Retry entries taken per round.
 const RETRIES_PER_ROUND: usize = 200;
+/// Longest wait before a round the store could not serve is tried again.
+const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
 /// Longest idle wait before the worker looks again on its own.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
@@ -149,7 +152,13 @@ impl Worker {
                 }
                 Err(error) => {
                     store_failures += 1;
-                    let delay = self.settings.hook_backoff.delay(store_failures);
+                    // The store is ours, not the destination: try again soon, so delivery
+                    // resumes within a second or two of it answering again.
+                    let delay = self
+                        .settings
+                        .hook_backoff
+                        .delay(store_failures)
+                        .min(STORE_RETRY_CAP);
                     if unrecorded.is_some() {
                         tracing::warn!(hook_id = %hook_id, %error, backoff_ms = delay.as_millis() as u64,
                             "cannot record delivery progress; holding it, sending nothing until it is recorded");
@@ -222,10 +231,17 @@ impl Worker {
         } else {
             self.settings.in_flight_for(&self.destination)
         };
+        let checkpoints = Checkpoints::new(&self.hook.id, cursor.epoch, cursor.seq, &plan);
         let batches = std::mem::take(&mut plan.batches);
         pace.limiter
             .spend(batches.iter().map(Vec::len).sum(), Instant::now());
-        let Some(sent) = self.send_all(batches, in_flight, fifo, cursor.epoch).await else {
+        let sending = Sending {
+            in_flight,
+            fifo,
+            epoch: cursor.epoch,
+            checkpoints,
+        };
+        let Some(sent) = self.send_all(batches, sending).await else {
             return Ok(Round::DestinationDown(CallError::new(
                 "internal",
                 "a send task died",
@@ -324,13 +340,11 @@ impl Worker {
     /// outcomes, in order, and the batches left unsent (FIFO sending stops at the first batch
     /// that is not wholly delivered; any sending stops when the lease lapses). `None` if a send
     /// task died: the round must then record nothing, or its events would be skipped.
-    async fn send_all(
-        &self,
-        batches: Vec<Vec<Item>>,
-        in_flight: usize,
-        fifo: bool,
-        epoch: Epoch,
-    ) -> Option<Sent> {
+    ///
+    /// While batches are still in flight, the new events delivered so far are checkpointed
+    /// (one store write at a time, see `checkpoint`), so a crash re-sends only what was in
+    /// flight, not the whole round.
+    async fn send_all(&self, batches: Vec<Vec<Item>>, mut sending: Sending) -> Option<Sent> {
         let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
         let mut next_index = pending.len();
         let mut tasks = JoinSet::new();
@@ -338,8 +352,9 @@ impl Worker {
         // Batches in flight: (entries, first new event) by index, for a round cut short.
         let mut launched: HashMap<usize, (usize, Option<Seq>)> = HashMap::new();
         let mut stopped = false;
+        let mut checkpoint: Option<CheckpointWrite> = None;
         loop {
-            while tasks.len() < in_flight && !stopped {
+            while tasks.len() < sending.in_flight && !stopped {
                 // Checked before every send: a node whose lease lapsed, or a worker told to
                 // stop (the hook was paused, changed or deleted), sends nothing more.
                 let lease = self.store.lease(&self.hook.id);
@@ -362,17 +377,42 @@ impl Worker {
                     signer: self.signer.clone(),
                     hook_id: self.hook.id.clone(),
                     lease,
-                    epoch,
+                    epoch: sending.epoch,
                     // The call runs in a task of its own: its span goes under the round's.
                     round_span: tracing::Span::current(),
                 };
                 tasks.spawn(async move { (index, send.run(batch).await) });
             }
-            let joined = tokio::select! {
-                joined = tasks.join_next() => joined,
+            let more_to_come = !tasks.is_empty() || (!pending.is_empty() && !stopped);
+            if checkpoint.is_none()
+                && more_to_come
+                && let Some(progress) = sending.checkpoints.take()
+            {
+                let store = self.store.clone();
+                checkpoint = Some(Box::pin(
+                    async move { store.record_progress(progress).await },
+                ));
+            }
+            let woke = tokio::select! {
+                joined = tasks.join_next() => Woke::Joined(joined),
+                recorded = async { checkpoint.as_mut().expect("checked").await }, if checkpoint.is_some() => {
+                    Woke::Checkpointed(recorded)
+                }
                 // Told to stop at once: requests still in flight are dropped (their events are
                 // sent again later); what was acknowledged is recorded.
-                _ = self.abandon.cancelled() => {
+                _ = self.abandon.cancelled() => Woke::Abandoned,
+            };
+            let joined = match woke {
+                Woke::Joined(joined) => joined,
+                Woke::Checkpointed(result) => {
+                    checkpoint = None;
+                    if let Err(e) = result {
+                        // The round's settlement records the same progress, and more.
+                        tracing::debug!(hook_id = %self.hook.id, error = %e, "checkpoint not recorded");
+                    }
+                    continue;
+                }
+                Woke::Abandoned => {
                     tasks.abort_all();
                     break;
                 }
@@ -395,13 +435,18 @@ impl Worker {
                 }
                 continue;
             }
-            if fifo && !call.outcomes.iter().all(|o| *o == Outcome::Delivered) {
+            if sending.fifo && !call.outcomes.iter().all(|o| *o == Outcome::Delivered) {
                 stopped = true;
             }
+            sending.checkpoints.answered(&call);
             if done.len() <= index {
                 done.resize_with(index + 1, || None);
             }
             done[index] = Some(call);
+        }
+        // The settlement is recorded after the last checkpoint, never before it.
+        if let Some(write) = checkpoint {
+            let _ = write.await;
         }
         for (entries, _) in launched.values() {
             self.recorder.sent(*entries);
@@ -412,6 +457,24 @@ impl Worker {
             abandoned_from: launched.values().filter_map(|(_, first)| *first).min(),
         })
     }
+}
+
+/// How a round sends its batches.
+struct Sending {
+    in_flight: usize,
+    fifo: bool,
+    epoch: Epoch,
+    checkpoints: Checkpoints,
+}
+
+/// A checkpoint's store write, running while the round's calls do.
+type CheckpointWrite = std::pin::Pin<Box<dyn Future<Output = hookrelay_store::Result<()>> + Send>>;
+
+/// What woke the sending loop.
+enum Woke {
+    Joined(Option<Result<(usize, Call), tokio::task::JoinError>>),
+    Checkpointed(hookrelay_store::Result<()>),
+    Abandoned,
 }
 
 /// One call to the destination, run in a task of its own.

@@ -254,12 +254,17 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, _hooks: &[HookId]) -> Result<()> {
         Ok(())
     }
-    /// Whether, and until when, this node may send the hook's events. Checked before every
-    /// send; a send still running at the deadline is abandoned.
+    /// Extends the leases this node still holds, taking no new one: a node that is stopping
+    /// keeps its hooks until their workers have ended, then gives each back.
+    async fn renew_leases(&self) -> Result<()> {
+        Ok(())
+    }
     /// The node stops: gives back every lease and leaves the set of live nodes.
     async fn leave(&self) -> Result<()> {
         Ok(())
     }
+    /// Whether, and until when, this node may send the hook's events. Checked before every
+    /// send; a send still running at the deadline is abandoned.
     fn lease(&self, _hook: &HookId) -> Lease {
         Lease::Unbounded
     }

@@ -149,7 +149,7 @@ impl Default for Postgres {
     fn default() -> Self {
         Self {
             pool_size: 16,
-            lease_ttl: Duration::from_secs(8),
+            lease_ttl: Duration::from_secs(2),
             node_id: None,
         }
     }

@@ -4,10 +4,14 @@
 //! node runs a lease round every `ttl / 4`:
 //! 1. heartbeat: its `nodes` row says it is alive;
 //! 2. renew: every lease it still holds is extended by `ttl`;
-//! 3. share: with `live` nodes and `n` hooks, each node should hold `ceil(n / live)`; a node
-//!    below that takes hooks nobody holds (never leased, given back, or expired), a node above
-//!    it is told its surplus, stops those workers and gives their leases back.
+//! 3. share: with `live` nodes and `n` hooks, each node should hold `n / live` (the first
+//!    `n % live` nodes in id order one more); a node below that takes hooks nobody holds (never
+//!    leased, given back, or expired), a node above it is told its surplus, stops those workers
+//!    and gives their leases back.
 //!
+//! A node that stops gives its leases back (`release`, `leave`) and tells every node, which
+//! runs a round at once: planned moves take a database round trip, not a lease period. A node
+//! that dies is noticed when its leases expire: its hooks move within `ttl` plus one round.
 //! Taking a hook bumps its epoch, so whatever the previous owner still tries to record is
 //! refused (`StoreError::NotOwner` / `Stale`). Locally, a node may send for a hook until the
 //! start of its last successful renewal plus `ttl` minus a margin: that instant is never later
@@ -50,6 +54,35 @@ fn hook_ids(rows: &[tokio_postgres::Row]) -> HashSet<HookId> {
         .collect()
 }
 
+/// Says this node is alive and extends every lease it still holds. `started` is when the
+/// round began: the local deadline counts from then.
+pub async fn renew(
+    c: &impl GenericClient,
+    node: &str,
+    ttl: Duration,
+    started: Instant,
+) -> Result<LocalLeases> {
+    let ttl_ms = ttl.as_millis() as i64;
+    c.execute(
+        "INSERT INTO nodes (id, started_at, last_seen) VALUES ($1, now(), now())
+         ON CONFLICT (id) DO UPDATE SET last_seen = now()",
+        &[&node],
+    )
+    .await?;
+    let owned = hook_ids(
+        &c.query(
+            "UPDATE hooks SET lease_until = now() + $2::BIGINT * interval '1 millisecond'
+             WHERE owner = $1 AND lease_until > now() RETURNING id",
+            &[&node, &ttl_ms],
+        )
+        .await?,
+    );
+    Ok(LocalLeases {
+        owned,
+        valid_until: started + ttl.saturating_sub(margin(ttl)),
+    })
+}
+
 /// One lease round (see the module documentation). `started` is when it began: the local
 /// deadline counts from then.
 pub async fn round(
@@ -59,29 +92,23 @@ pub async fn round(
     started: Instant,
 ) -> Result<(LeaseRound, LocalLeases)> {
     let ttl_ms = ttl.as_millis() as i64;
-    c.execute(
-        "INSERT INTO nodes (id, started_at, last_seen) VALUES ($1, now(), now())
-         ON CONFLICT (id) DO UPDATE SET last_seen = now()",
-        &[&node],
-    )
-    .await?;
-    let mut owned = hook_ids(
-        &c.query(
-            "UPDATE hooks SET lease_until = now() + $2::BIGINT * interval '1 millisecond'
-             WHERE owner = $1 AND lease_until > now() RETURNING id",
-            &[&node, &ttl_ms],
-        )
-        .await?,
-    );
+    let LocalLeases {
+        mut owned,
+        valid_until,
+    } = renew(c, node, ttl, started).await?;
     let counts = c
         .query_one(
-            "SELECT (SELECT COUNT(*) FROM nodes WHERE last_seen > now() - $1::BIGINT * interval '1 millisecond'),
-                    (SELECT COUNT(*) FROM hooks)",
-            &[&ttl_ms],
+            "SELECT (SELECT COUNT(*) FROM hooks),
+                    ARRAY(SELECT id FROM nodes
+                          WHERE last_seen > now() - $1::BIGINT * interval '1 millisecond' ORDER BY id),
+                    (SELECT (EXTRACT(EPOCH FROM MIN(lease_until) - now()) * 1000)::BIGINT
+                     FROM hooks WHERE owner <> $2 AND lease_until > now())",
+            &[&ttl_ms, &node],
         )
         .await?;
-    let (live, hooks): (i64, i64) = (counts.get(0), counts.get(1));
-    let share = (hooks as usize).div_ceil(live.max(1) as usize);
+    let (hooks, live): (i64, Vec<String>) = (counts.get(0), counts.get(1));
+    let next_expiry: Option<i64> = counts.get(2);
+    let share = share_of(hooks as usize, &live, node);
     if owned.len() < share {
         let claimed = c
             .query(
@@ -113,14 +140,32 @@ pub async fn round(
     let surplus = owned.len().saturating_sub(share);
     let local = LocalLeases {
         owned: owned.clone(),
-        valid_until: started + ttl.saturating_sub(margin(ttl)),
+        valid_until,
     };
     let round = LeaseRound {
         owned,
         surplus,
-        next_in: ttl / 4,
+        next_in: next_round(ttl, next_expiry),
     };
     Ok((round, local))
+}
+
+/// When the next round is due: a quarter of the lease length, or just after the first lease of
+/// another node runs out (`expires_in_ms`) if that comes sooner. Live nodes renew long before
+/// that; a dead node's hooks are then taken the moment they are free, not up to a round later.
+fn next_round(ttl: Duration, expires_in_ms: Option<i64>) -> Duration {
+    let expiry = expires_in_ms.map(|ms| Duration::from_millis(ms.max(0) as u64 + 20));
+    expiry.map_or(ttl / 4, |e| e.min(ttl / 4))
+}
+
+/// How many hooks `node` should hold: an equal part of `hooks` for each live node, the
+/// remainder going one each to the first nodes in id order. Every node computes the same
+/// parts, so the shares add up to the number of hooks and a node that joins gets its part
+/// (it would get nothing if every node aimed at the rounded-up average).
+fn share_of(hooks: usize, live: &[String], node: &str) -> usize {
+    let nodes = live.len().max(1);
+    let rank = live.iter().position(|n| n == node).unwrap_or(live.len());
+    hooks / nodes + usize::from(rank < hooks % nodes)
 }
 
 /// Gives leases back (their workers have stopped).
@@ -151,4 +196,40 @@ pub async fn leave(c: &impl GenericClient, node: &str) -> Result<()> {
     c.execute("DELETE FROM nodes WHERE id = $1", &[&node])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{next_round, share_of};
+
+    #[test]
+    fn a_round_follows_the_first_foreign_lease_to_run_out() {
+        let ttl = Duration::from_secs(2);
+        assert_eq!(next_round(ttl, None), Duration::from_millis(500));
+        // Renewed leases run out long after the next round.
+        assert_eq!(next_round(ttl, Some(1_800)), Duration::from_millis(500));
+        // A dead node's lease runs out sooner: the round comes just after.
+        assert_eq!(next_round(ttl, Some(100)), Duration::from_millis(120));
+    }
+
+    fn nodes(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn shares_add_up_to_the_hooks_and_a_newcomer_gets_its_part() {
+        let live = nodes(&["a", "b", "c", "d"]);
+        let shares: Vec<usize> = live.iter().map(|n| share_of(5, &live, n)).collect();
+        assert_eq!(shares, vec![2, 1, 1, 1]);
+        let live = nodes(&["a", "b", "c"]);
+        let shares: Vec<usize> = live.iter().map(|n| share_of(5, &live, n)).collect();
+        assert_eq!(shares, vec![2, 2, 1]);
+        assert_eq!(share_of(3, &nodes(&["a"]), "a"), 3);
+        // Fewer hooks than nodes: some nodes hold none.
+        let live = nodes(&["a", "b", "c"]);
+        assert_eq!(share_of(1, &live, "c"), 0);
+        assert_eq!(share_of(1, &live, "a"), 1);
+    }
 }

@@ -94,6 +94,23 @@ enum WriteOp {
     },
 }
 
+/// How long connecting, or waiting for a pooled connection, may take before the operation
+/// fails as "database unavailable" (the API answers 503, workers retry).
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A database that stops answering (restarted, cut off by the network) shows as an error
+/// within seconds instead of holding requests for the minutes TCP takes by itself. Settings
+/// given in the URL win.
+fn fail_fast(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DATABASE_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        // Data sent and not acknowledged for this long: the connection is dead.
+        config.tcp_user_timeout(Duration::from_secs(10));
+    }
+}
+
 /// The PostgreSQL [`Store`].
 pub struct PostgresStore {
     pool: Pool,
@@ -129,7 +146,8 @@ impl PostgresStore {
     /// listener.
     pub async fn connect(options: PostgresOptions, secrets: SecretBox) -> Result<Self> {
         migrate(&options.url).await?;
-        let config: tokio_postgres::Config = options.url.parse()?;
+        let mut config: tokio_postgres::Config = options.url.parse()?;
+        fail_fast(&mut config);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -139,6 +157,10 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(DATABASE_TIMEOUT))
+            .create_timeout(Some(DATABASE_TIMEOUT))
+            .recycle_timeout(Some(DATABASE_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let head = events::high_water_mark(&**pool.get().await?).await?;
@@ -589,12 +611,32 @@ impl Store for PostgresStore {
             }
         }
         let ids: Vec<&str> = hooks.iter().map(HookId::as_str).collect();
-        leases::release(&**self.pool.get().await?, &self.node, &ids).await
+        // Every node hears of it (as of a change of hooks) and runs a lease round at once, so
+        // the hooks are taken over without waiting for the next round.
+        self.in_transaction(true, async |tx| {
+            leases::release(&**tx, &self.node, &ids).await
+        })
+        .await
+    }
+
+    async fn renew_leases(&self) -> Result<()> {
+        let started = Instant::now();
+        let client = self.pool.get().await?;
+        let renewed = leases::renew(&**client, &self.node, self.lease_ttl, started).await?;
+        let mut local = self.local_leases();
+        // Leases given back meanwhile stay given back.
+        let owned = local.owned.intersection(&renewed.owned).cloned().collect();
+        *local = leases::LocalLeases {
+            owned,
+            valid_until: renewed.valid_until,
+        };
+        Ok(())
     }
 
     async fn leave(&self) -> Result<()> {
         *self.local_leases() = leases::LocalLeases::default();
-        leases::leave(&**self.pool.get().await?, &self.node).await
+        self.in_transaction(true, async |tx| leases::leave(&**tx, &self.node).await)
+            .await
     }
 
     fn lease(&self, hook: &HookId) -> Lease {
