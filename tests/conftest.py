@@ -371,6 +371,7 @@ class Producer:
         self.server, self.prefix = server, prefix
         self.per_batch, self.pause = per_batch, pause
         self.acknowledged = []
+        self.refused = []  # (time, status) of every answer that was not 201
         self.stop_flag = threading.Event()
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
@@ -384,6 +385,8 @@ class Producer:
                 r = self.server.request("POST", "/v1/events", {"events": batch})
                 if r.status_code == 201:
                     self.acknowledged.extend(e["id"] for e in r.json()["events"])
+                else:
+                    self.refused.append((time.monotonic(), r.status_code))
             except requests.RequestException:
                 pass  # the server is down: these were never acknowledged
             time.sleep(self.pause)  # moto's pace, so the tests stay short

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from cluster import Cluster, TcpLink, psql
 from conftest import PG_SERVER_URL, Producer, webhook_hook, wait_until
@@ -44,6 +45,13 @@ def silence(receiver, start, end):
     """The longest gap between requests the receiver got within [start, end] (monotonic)."""
     times = [start] + sorted(r.at for r in receiver.requests if start <= r.at <= end) + [end]
     return max(b - a for a, b in zip(times, times[1:]))
+
+
+def leases_held(node):
+    """The node's `hookrelay_hook_leases_held` gauge."""
+    metrics = requests.get(f"{node.url}/metrics", timeout=5).text
+    values = [line.split()[-1] for line in metrics.splitlines() if line.startswith("hookrelay_hook_leases_held")]
+    return int(float(values[0])) if values else 0
 
 
 def assert_all_delivered(receivers, acknowledged):
@@ -137,6 +145,12 @@ def test_a_node_leaving_and_one_joining_hand_hooks_over_without_duplicates(tmp_p
         )
         flowing(producers)
         end = time.monotonic()
+        # Each node's gauge says how many hooks it holds; together, every hook once.
+        wait_until(
+            lambda: sum(leases_held(n) for n in cluster.nodes[1:]) == HOOKS,
+            timeout=5,
+            what="the nodes' hookrelay_hook_leases_held to add up to the hooks",
+        )
         acknowledged = [i for p in producers for i in p.stop()]
 
         assert_all_delivered(receivers, acknowledged)
@@ -192,6 +206,7 @@ def test_the_database_going_away_answers_503_and_delivery_resumes(tmp_path, moto
         )
         assert int(killed[0][0]) >= 2
         flowing(producers)
+        assert not [r for p in producers for r in p.refused], "an error answer while connections were re-made"
 
         # The database goes away (every connection cut, new ones refused) for a few seconds.
         link.cut()

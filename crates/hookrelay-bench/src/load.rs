@@ -42,7 +42,7 @@ pub fn batch_body(first: usize, n: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
-async fn post(server: &Server, first: usize, n: usize) -> anyhow::Result<()> {
+pub async fn post(server: &Server, first: usize, n: usize) -> anyhow::Result<()> {
     let r = server
         .request(reqwest::Method::POST, "/v1/events")
         .body(batch_body(first, n))

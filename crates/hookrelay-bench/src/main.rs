@@ -8,7 +8,9 @@
 //! * `server`: the `hookrelay serve` process under test, and its memory.
 //! * `load`: the ingest load generator.
 //! * `scenarios`: max-sqs, filter, rate-limit, steady, fanout, backlog, baseline.
+//! * `cluster`: three nodes on one PostgreSQL database, through planned moves and a crash.
 
+mod cluster;
 mod load;
 mod receivers;
 mod scenarios;
@@ -23,7 +25,7 @@ use scenarios::{Outcome, Sizes};
 #[command(about = "The hookrelay benchmark: ingest to delivered, throughput, latency, memory")]
 struct Args {
     /// Scenarios to run (comma-separated): max-sqs, filter, rate-limit, steady, fanout,
-    /// backlog, baseline, or all.
+    /// backlog, baseline, cluster (always on PostgreSQL: --database-url), or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Small sizes, for a smoke test: every event must still be delivered.
@@ -50,7 +52,8 @@ struct Args {
     /// The store hookrelay runs on: sqlite (embedded, the default) or postgres.
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
     store: String,
-    /// With --store postgres: the server (each run gets a fresh database on it).
+    /// With --store postgres, and for the cluster scenario: the server (each run gets a fresh
+    /// database on it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     database_url: String,
 }
@@ -97,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             "steady",
             "fanout",
             "backlog",
+            "cluster",
         ]
     } else {
         args.scenario.split(',').collect()
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             "fanout" => scenarios::fanout(&args.bin, &sizes).await?,
             "backlog" => scenarios::backlog(&args.bin, &sizes).await?,
             "baseline" => scenarios::baseline(&sizes).await?,
+            "cluster" => cluster::cluster(&args.bin, &sizes, &args.database_url).await?,
             other => anyhow::bail!("unknown scenario {other}"),
         };
         results.push(outcome);

@@ -11,7 +11,7 @@
 //! decimal numbers; destination names end in their index (`q3`, `t3`, `/hook/3`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -32,6 +32,14 @@ pub struct Arrivals {
     pub total: AtomicU64,
     /// While true, every request is answered 503 (a destination outage).
     pub down: AtomicBool,
+    /// Which destinations each event reached (bit `d` for destination `d`), by event number.
+    reached: Vec<AtomicU16>,
+    /// Distinct events per destination (duplicates not counted).
+    distinct: Vec<AtomicU64>,
+    /// Per destination: the last arrival (ns after epoch), and the longest time between two
+    /// arrivals since [`Arrivals::reset_silences`].
+    last: Vec<AtomicU64>,
+    longest_silence: Vec<AtomicU64>,
 }
 
 impl Arrivals {
@@ -42,6 +50,10 @@ impl Arrivals {
             per_destination: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             down: AtomicBool::new(false),
+            reached: (0..events).map(|_| AtomicU16::new(0)).collect(),
+            distinct: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
+            last: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
+            longest_silence: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
@@ -50,9 +62,60 @@ impl Arrivals {
         if let Some(c) = self.per_destination.get(destination) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(slot) = id.parse::<usize>().ok().and_then(|n| self.first.get(n)) {
-            let now = self.epoch.elapsed().as_nanos() as u64;
-            let _ = slot.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_nanos().max(1) as u64;
+        if let Some(last) = self.last.get(destination) {
+            let before = last.swap(now, Ordering::Relaxed);
+            if before != 0 {
+                self.longest_silence[destination]
+                    .fetch_max(now.saturating_sub(before), Ordering::Relaxed);
+            }
+        }
+        let Some(n) = id.parse::<usize>().ok() else {
+            return;
+        };
+        if let Some(slot) = self.first.get(n) {
+            let _ = slot.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        if let (Some(reached), Some(distinct)) =
+            (self.reached.get(n), self.distinct.get(destination))
+        {
+            let bit = 1u16 << (destination % 16);
+            if reached.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+                distinct.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Distinct events that reached destination `d`.
+    pub fn distinct(&self, d: usize) -> u64 {
+        self.distinct[d].load(Ordering::Relaxed)
+    }
+
+    /// Deliveries of an event a destination already had.
+    pub fn duplicates(&self) -> u64 {
+        let distinct: u64 = self
+            .distinct
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .sum();
+        self.total.load(Ordering::Relaxed).saturating_sub(distinct)
+    }
+
+    /// The longest time any destination went without an arrival since the last reset, in
+    /// seconds (time before a destination's first arrival does not count).
+    pub fn longest_silence_s(&self) -> f64 {
+        let ns = self
+            .longest_silence
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        ns as f64 / 1e9
+    }
+
+    pub fn reset_silences(&self) {
+        for s in &self.longest_silence {
+            s.store(0, Ordering::Relaxed);
         }
     }
 

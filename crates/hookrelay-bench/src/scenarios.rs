@@ -23,6 +23,8 @@ pub struct Sizes {
     pub backlog_events: usize,
     pub baseline_messages: usize,
     pub rate_limit_seconds: u64,
+    pub cluster_rate: usize,
+    pub cluster_seconds: u64,
 }
 
 impl Sizes {
@@ -35,6 +37,8 @@ impl Sizes {
             backlog_events: 1_000_000,
             baseline_messages: 300_000,
             rate_limit_seconds: 30,
+            cluster_rate: 1_000,
+            cluster_seconds: 30,
         }
     }
 
@@ -47,6 +51,8 @@ impl Sizes {
             backlog_events: 10_000,
             baseline_messages: 5_000,
             rate_limit_seconds: 3,
+            cluster_rate: 200,
+            cluster_seconds: 9,
         }
     }
 }
@@ -64,6 +70,10 @@ pub struct Outcome {
     /// fanout), in microseconds: a figure that noisy neighbours on a shared machine move far
     /// less than throughput.
     pub cpu_us_per_event: Option<f64>,
+    /// Deliveries of an event a destination already had (cluster).
+    pub duplicates: Option<u64>,
+    /// How long the hooks of a killed node went without a delivery (cluster), in seconds.
+    pub takeover_s: Option<f64>,
     pub note: String,
 }
 
@@ -90,7 +100,11 @@ fn percentiles(mut values: Vec<f64>) -> Percentiles {
 /// scenario measures draining rather than waiting.
 const CONFIG: &str = "[delivery]\nhook_backoff_cap = \"500ms\"\n";
 
-async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    done: impl Fn() -> bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     while !done() {
         if started.elapsed() > timeout {

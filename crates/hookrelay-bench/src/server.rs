@@ -19,7 +19,7 @@ const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 /// Each hookrelay process gets a database of its own there, dropped afterwards.
 pub static POSTGRES: OnceLock<String> = OnceLock::new();
 
-fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+pub fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
         .output()
@@ -31,7 +31,8 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
 }
 
 pub struct Server {
-    child: Child,
+    child: std::sync::Mutex<Child>,
+    pid: u32,
     /// (server URL, database name) when on PostgreSQL.
     database: Option<(String, String)>,
     pub url: String,
@@ -46,16 +47,65 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Where a server keeps its data.
+enum StoreChoice<'a> {
+    /// The embedded store, or a database of its own when `--store postgres` (see [`POSTGRES`]).
+    Default,
+    /// One node of several on this database.
+    Node {
+        database_url: &'a str,
+        node_id: &'a str,
+    },
+}
+
 impl Server {
     pub async fn start(bin: &Path, aws_endpoint: &str, config: &str) -> anyhow::Result<Self> {
+        Self::launch(bin, aws_endpoint, config, StoreChoice::Default).await
+    }
+
+    /// One node of a cluster on `database_url` (created and dropped by the caller).
+    pub async fn start_node(
+        bin: &Path,
+        aws_endpoint: &str,
+        config: &str,
+        database_url: &str,
+        node_id: &str,
+    ) -> anyhow::Result<Self> {
+        let store = StoreChoice::Node {
+            database_url,
+            node_id,
+        };
+        Self::launch(bin, aws_endpoint, config, store).await
+    }
+
+    async fn launch(
+        bin: &Path,
+        aws_endpoint: &str,
+        config: &str,
+        store: StoreChoice<'_>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let config_path: PathBuf = dir.path().join("hookrelay.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let mut command = Command::new(bin);
-        let database = match POSTGRES.get() {
-            Some(server) => {
+        let database = match (store, POSTGRES.get()) {
+            (
+                StoreChoice::Node {
+                    database_url,
+                    node_id,
+                },
+                _,
+            ) => {
+                command
+                    .env("HOOKRELAY_STORE", "postgres")
+                    .env("HOOKRELAY_DATABASE_URL", database_url)
+                    .env("HOOKRELAY_POSTGRES__NODE_ID", node_id)
+                    .env("HOOKRELAY_SECRET_KEY", "42".repeat(32));
+                None
+            }
+            (StoreChoice::Default, Some(server)) => {
                 let name = format!("hookrelay_bench_{}", std::process::id() ^ port as u32);
                 psql(server, &format!("DROP DATABASE IF EXISTS {name}"))?;
                 psql(server, &format!("CREATE DATABASE {name}"))?;
@@ -66,7 +116,7 @@ impl Server {
                     .env("HOOKRELAY_SECRET_KEY", "42".repeat(32));
                 Some((server.clone(), name))
             }
-            None => None,
+            (StoreChoice::Default, None) => None,
         };
         let child = command
             .args([
@@ -96,7 +146,8 @@ impl Server {
             &[header.as_bytes(), b".", claims.as_bytes()],
         ));
         let server = Self {
-            child,
+            pid: child.id(),
+            child: std::sync::Mutex::new(child),
             database,
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
@@ -143,7 +194,7 @@ impl Server {
     }
 
     fn status_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         status
             .lines()
             .find(|l| l.starts_with(field))?
@@ -160,7 +211,7 @@ impl Server {
 
     /// CPU time the process has used (user + system), in seconds.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         // Fields after the command name (which may hold spaces, hence the last ')'): utime and
         // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
         let rest = &stat[stat.rfind(')')? + 2..];
@@ -168,6 +219,37 @@ impl Server {
         let ticks: u64 =
             fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         Some(ticks as f64 / 100.0)
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits until it has.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        self.child.lock().unwrap().wait()?;
+        Ok(())
+    }
+
+    /// Ends the server at once (SIGKILL), as a crash would.
+    pub fn kill(&self) -> anyhow::Result<()> {
+        let mut child = self.child.lock().unwrap();
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Which node holds each hook's lease, as `GET /v1/hooks` says (hook ids in order).
+    pub async fn owners(&self) -> anyhow::Result<Vec<Option<String>>> {
+        let r = self
+            .request(reqwest::Method::GET, "/v1/hooks")
+            .send()
+            .await?;
+        let body: Value = serde_json::from_slice(&r.bytes().await?)?;
+        let hooks = body["hooks"].as_array().cloned().unwrap_or_default();
+        Ok(hooks
+            .iter()
+            .map(|h| h["node"].as_str().map(str::to_owned))
+            .collect())
     }
 
     /// Peak resident memory since start, in MiB.
@@ -178,8 +260,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
         if let Some((server, name)) = &self.database {
             let _ = psql(
                 server,

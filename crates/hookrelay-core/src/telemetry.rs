@@ -30,3 +30,15 @@ pub fn record_delivery_latency(hook_type: &'static str, seconds: f64) {
     metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => hook_type)
         .record(seconds);
 }
+
+/// How many hooks this node holds a lease on (several nodes on PostgreSQL): across the nodes
+/// they add up to the number of hooks.
+pub fn record_leases_held(hooks: usize) {
+    metrics::gauge!("hookrelay_hook_leases_held").set(hooks as f64);
+}
+
+/// A lease round (renewal) that did not reach the database; a node whose rounds keep failing
+/// stops sending once its leases run out.
+pub fn record_lease_round_failed() {
+    metrics::counter!("hookrelay_lease_rounds_failed_total").increment(1);
+}

@@ -260,10 +260,12 @@ impl Dispatcher {
             Ok(Some(round)) => round,
             Ok(None) => return RECONCILE_EVERY,
             Err(e) => {
+                hookrelay_core::telemetry::record_lease_round_failed();
                 tracing::warn!(error = %e, "cannot renew hook leases; retrying");
                 return Duration::from_secs(1);
             }
         };
+        hookrelay_core::telemetry::record_leases_held(round.owned.len());
         self.lease_period = round.next_in;
         let mut owned = round.owned;
         // Leases lost meanwhile need no handing over.
@@ -354,6 +356,8 @@ impl Dispatcher {
                 wanted.insert(record.hook.id.clone(), (record.app, record.hook));
             }
         }
+        // A worker that ended by itself (its hook was deleted as it started) is replaced.
+        self.running.retain(|_, r| !r.task.is_finished());
         // Stop workers of hooks that are gone, disabled or changed.
         let mut stop = Vec::new();
         for (id, running) in &self.running {

@@ -78,8 +78,8 @@ struct Pace {
 impl Worker {
     pub async fn run(self) {
         let hook_id = self.hook.id.clone();
-        let Ok(Some(mut cursor)) = self.store.cursor(&hook_id).await else {
-            return; // the hook was deleted before its worker started
+        let Some(mut cursor) = self.read_cursor().await else {
+            return; // the hook was deleted, or the worker told to stop
         };
         let mut appended = self.store.subscribe_appends();
         let mut pace = Pace {
@@ -144,9 +144,9 @@ impl Worker {
                 }
                 Err(StoreError::Stale(_)) => {
                     // Rewound (replay since) while this round ran: start again from the new cursor.
-                    match self.store.cursor(&hook_id).await {
-                        Ok(Some(c)) => cursor = c,
-                        _ => return,
+                    match self.read_cursor().await {
+                        Some(c) => cursor = c,
+                        None => return,
                     }
                     continue;
                 }
@@ -173,6 +173,31 @@ impl Worker {
                 _ = appended.changed(), if failures == 0 && listen => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.cancel.cancelled() => {}
+            }
+        }
+    }
+
+    /// The hook's cursor as stored. A store that cannot answer now (the database away) is asked
+    /// again until it does: a worker that gave up here would leave its hook undelivered. `None`
+    /// once the hook is gone or the worker is told to stop.
+    async fn read_cursor(&self) -> Option<Cursor> {
+        let mut failures = 0;
+        loop {
+            match self.store.cursor(&self.hook.id).await {
+                Ok(cursor) => return cursor,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(hook_id = %self.hook.id, %error, "cannot read the hook's cursor; retrying");
+                    let delay = self
+                        .settings
+                        .hook_backoff
+                        .delay(failures)
+                        .min(STORE_RETRY_CAP);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return None,
+                    }
+                }
             }
         }
     }

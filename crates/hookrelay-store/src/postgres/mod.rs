@@ -306,6 +306,15 @@ async fn writer_loop(
     }
 }
 
+/// Whether the error says the connection is gone (closed, or its backend ended by an operator
+/// or a server shutdown), rather than anything about the statement.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.is_closed()
+        || e.code()
+            .is_some_and(|c| *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN)
+}
+
 /// What a group commit tells its callers: each round's result, each request's appended events.
 type GroupOutcome = (Vec<Result<()>>, Vec<Vec<Appended>>);
 
@@ -324,36 +333,56 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
             WriteOp::Progress { progress, reply } => rounds.push((progress, reply)),
         }
     }
-    let result: Result<GroupOutcome> = async {
-        let mut client = pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut round_results = Vec::with_capacity(rounds.len());
-        for (p, _) in &rounds {
-            match progress::record(&*tx, p, node, now).await {
-                Err(e @ (StoreError::NotOwner(_) | StoreError::Stale(_))) => {
-                    round_results.push(Err(e))
+    // A pooled connection the server has closed (it restarted, or an operator ended its
+    // backend) fails the group before anything is committed: try again on another, so callers
+    // see no error. Every pooled connection may be such a one, hence up to the pool's size;
+    // once the database refuses new connections the error is a different one. Once COMMIT is
+    // sent, its outcome is unknown: never retried.
+    let max_tries = pool.status().max_size + 1;
+    let mut tries = 0;
+    let result = loop {
+        tries += 1;
+        let mut committing = false;
+        let result: Result<GroupOutcome> = async {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            let mut round_results = Vec::with_capacity(rounds.len());
+            for (p, _) in &rounds {
+                match progress::record(&*tx, p, node, now).await {
+                    Err(e @ (StoreError::NotOwner(_) | StoreError::Stale(_))) => {
+                        round_results.push(Err(e))
+                    }
+                    Err(e) => return Err(e),
+                    Ok(()) => round_results.push(Ok(())),
                 }
-                Err(e) => return Err(e),
-                Ok(()) => round_results.push(Ok(())),
             }
+            let requests: Vec<(AppId, &[PreparedEvent])> = appends
+                .iter()
+                .map(|(app, events, _)| (*app, events.as_slice()))
+                .collect();
+            let appended_lists = events::append_group(&*tx, &requests, now).await?;
+            let max_seq = appended_lists.iter().flatten().filter_map(|a| a.seq).max();
+            if let Some(seq) = max_seq {
+                tx.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&APPENDED_CHANNEL, &seq.to_string()],
+                )
+                .await?;
+            }
+            committing = true;
+            tx.commit().await?;
+            Ok((round_results, appended_lists))
         }
-        let requests: Vec<(AppId, &[PreparedEvent])> = appends
-            .iter()
-            .map(|(app, events, _)| (*app, events.as_slice()))
-            .collect();
-        let appended_lists = events::append_group(&*tx, &requests, now).await?;
-        let max_seq = appended_lists.iter().flatten().filter_map(|a| a.seq).max();
-        if let Some(seq) = max_seq {
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&APPENDED_CHANNEL, &seq.to_string()],
-            )
-            .await?;
+        .await;
+        match &result {
+            Err(StoreError::Postgres(e))
+                if connection_lost(e) && !committing && tries < max_tries =>
+            {
+                tracing::debug!(error = %e, "a pooled connection was closed; committing on a fresh one");
+            }
+            _ => break result,
         }
-        tx.commit().await?;
-        Ok((round_results, appended_lists))
-    }
-    .await;
+    };
     let events: usize = appends.iter().map(|(_, e, _)| e.len()).sum();
     hookrelay_core::telemetry::record_store_commit(started.elapsed().as_secs_f64(), events);
     match result {
