@@ -7,7 +7,7 @@
 //! * `receivers`: the SQS/SNS/webhook endpoints that time each event's arrival.
 //! * `server`: the `hookrelay serve` process under test, and its memory.
 //! * `load`: the ingest load generator.
-//! * `scenarios`: max-sqs, filter, rate-limit, steady, fanout, backlog, baseline.
+//! * `scenarios`: max-sqs, filter, rate-limit, steady, low-rate, fanout, backlog, baseline.
 //! * `cluster`: three nodes on one PostgreSQL database, through planned moves and a crash.
 
 mod cluster;
@@ -25,7 +25,8 @@ use scenarios::{Outcome, Sizes};
 #[command(about = "The hookrelay benchmark: ingest to delivered, throughput, latency, memory")]
 struct Args {
     /// Scenarios to run (comma-separated): max-sqs, filter, rate-limit, steady, fanout,
-    /// backlog, baseline, cluster (always on PostgreSQL: --database-url), or all.
+    /// backlog, baseline, low-rate, cluster (always on PostgreSQL: --database-url), or all;
+    /// backlog-10m (the backlog of 10,000,000 events, a long run) only when named.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Small sizes, for a smoke test: every event must still be delivered.
@@ -100,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             "steady",
             "fanout",
             "backlog",
+            "low-rate",
             "cluster",
         ]
     } else {
@@ -115,6 +117,14 @@ async fn main() -> anyhow::Result<()> {
             "steady" => scenarios::steady(&args.bin, &sizes).await?,
             "fanout" => scenarios::fanout(&args.bin, &sizes).await?,
             "backlog" => scenarios::backlog(&args.bin, &sizes).await?,
+            "backlog-10m" => {
+                let sizes = Sizes {
+                    backlog_events: 10_000_000,
+                    ..sizes.clone()
+                };
+                scenarios::backlog(&args.bin, &sizes).await?
+            }
+            "low-rate" => scenarios::low_rate(&args.bin, &sizes).await?,
             "baseline" => scenarios::baseline(&sizes).await?,
             "cluster" => cluster::cluster(&args.bin, &sizes, &args.database_url).await?,
             other => anyhow::bail!("unknown scenario {other}"),
@@ -126,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         .find(|r| r.scenario == "baseline")
         .and_then(|r| r.delivered_per_s);
     println!(
-        "{:<10} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
+        "{:<10} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
         "scenario",
         "events",
         "ingest/s",
@@ -138,7 +148,8 @@ async fn main() -> anyhow::Result<()> {
         "RSS MiB",
         "drain/s",
         "×base",
-        "CPU µs"
+        "CPU µs",
+        "disk KiB"
     );
     for r in &results {
         let lat = r.latency_ms.as_ref();
@@ -147,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<10} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
+            "{:<10} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
             r.scenario,
             r.events,
             fmt(r.ingested_per_s),
@@ -159,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
             fmt1(r.peak_rss_mib),
             fmt(r.drain_per_s),
             ratio,
-            fmt1(r.cpu_us_per_event)
+            fmt1(r.cpu_us_per_event),
+            fmt1(r.disk_kib_per_event)
         );
     }
     for r in &results {

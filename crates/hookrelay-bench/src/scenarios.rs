@@ -25,6 +25,8 @@ pub struct Sizes {
     pub rate_limit_seconds: u64,
     pub cluster_rate: usize,
     pub cluster_seconds: u64,
+    pub low_rate: usize,
+    pub low_rate_seconds: u64,
 }
 
 impl Sizes {
@@ -39,6 +41,8 @@ impl Sizes {
             rate_limit_seconds: 30,
             cluster_rate: 1_000,
             cluster_seconds: 30,
+            low_rate: 200,
+            low_rate_seconds: 60,
         }
     }
 
@@ -53,6 +57,8 @@ impl Sizes {
             rate_limit_seconds: 3,
             cluster_rate: 200,
             cluster_seconds: 9,
+            low_rate: 200,
+            low_rate_seconds: 3,
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct Outcome {
     pub cpu_us_per_event: Option<f64>,
     /// Deliveries of an event a destination already had (cluster).
     pub duplicates: Option<u64>,
+    /// Bytes the server wrote to disk per event (from /proc), in KiB.
+    pub disk_kib_per_event: Option<f64>,
     /// How long the hooks of a killed node went without a delivery (cluster), in seconds.
     pub takeover_s: Option<f64>,
     pub note: String,
@@ -290,36 +298,76 @@ pub async fn rate_limit(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
 }
 
 pub async fn steady(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
-    let n = sizes.steady_rate * sizes.steady_seconds as usize;
+    let note = format!(
+        "{} events/s for {} s, 1 SQS hook",
+        sizes.steady_rate, sizes.steady_seconds
+    );
+    let hook = |_: u16| server::sqs_hook(0);
+    at_a_steady_rate(
+        bin,
+        sizes.steady_rate,
+        sizes.steady_seconds,
+        hook,
+        "steady",
+        note,
+    )
+    .await
+}
+
+/// Light traffic: what an event costs when the server is mostly idle (wake-ups, commits and
+/// fsyncs no longer shared by many events): CPU and bytes written to disk per event.
+pub async fn low_rate(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
+    let (rate, seconds) = (sizes.low_rate, sizes.low_rate_seconds);
+    let note = format!("{rate} events/s for {seconds} s (2 per request), 1 webhook hook");
+    at_a_steady_rate(
+        bin,
+        rate,
+        seconds,
+        |port| server::webhook_hook(port, 0),
+        "low-rate",
+        note,
+    )
+    .await
+}
+
+/// `rate` events/s for `seconds` to one hook; latency, and CPU and disk writes per event over
+/// the run.
+async fn at_a_steady_rate(
+    bin: &Path,
+    rate: usize,
+    seconds: u64,
+    hook: impl Fn(u16) -> serde_json::Value,
+    scenario: &str,
+    note: String,
+) -> anyhow::Result<Outcome> {
+    let n = rate * seconds as usize;
     let Rig {
         epoch,
         arrivals,
+        port,
         server,
-        ..
     } = rig(bin, n, 1, false).await?;
-    server.set_hooks(vec![server::sqs_hook(0)]).await?;
+    server.set_hooks(vec![hook(port)]).await?;
     let acks = Acks::new(n);
-    let sent = load::steady(
-        server.clone(),
-        acks.clone(),
-        epoch,
-        sizes.steady_rate,
-        sizes.steady_seconds,
-    )
-    .await?;
+    let (cpu_before, written_before) = (server.cpu_seconds(), server.written_bytes());
+    let sent = load::steady(server.clone(), acks.clone(), epoch, rate, seconds).await?;
     wait_for("steady deliveries", Duration::from_secs(120), || {
         all_delivered(&arrivals, 1, sent)
     })
     .await?;
+    let cpu = server.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+    let written = server
+        .written_bytes()
+        .zip(written_before)
+        .map(|(a, b)| a.saturating_sub(b));
     Ok(Outcome {
-        scenario: "steady".into(),
+        scenario: scenario.into(),
         events: sent,
         latency_ms: Some(latencies(&arrivals, &acks, sent)?),
         peak_rss_mib: Some(server.peak_rss_mib()),
-        note: format!(
-            "{} events/s for {} s, 1 SQS hook",
-            sizes.steady_rate, sizes.steady_seconds
-        ),
+        cpu_us_per_event: cpu.map(|s| s * 1e6 / sent as f64),
+        disk_kib_per_event: written.map(|b| b as f64 / 1024.0 / sent as f64),
+        note,
         ..Outcome::default()
     })
 }
@@ -395,6 +443,7 @@ pub async fn backlog(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         events: n,
         ingested_per_s: Some(n as f64 / ingest.as_secs_f64()),
         peak_rss_mib: Some(server.peak_rss_mib()),
+        cpu_us_per_event: server.cpu_seconds().map(|s| s * 1e6 / n as f64),
         drain_per_s: Some(n as f64 / drain),
         note: format!(
             "destination down during ingest; RSS when ingest ended {rss_after_ingest:.0} MiB"

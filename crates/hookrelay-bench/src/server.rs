@@ -252,6 +252,16 @@ impl Server {
             .collect())
     }
 
+    /// Bytes the process has caused to be written to storage (`write_bytes` of /proc/<pid>/io).
+    pub fn written_bytes(&self) -> Option<u64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid)).ok()?;
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Peak resident memory since start, in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         self.status_kib("VmHWM:").unwrap_or(0) as f64 / 1024.0

@@ -11,8 +11,9 @@
 //!
 //! With a store shared by several nodes, a hook is delivered by the node holding its lease. The
 //! dispatcher runs the store's lease rounds; when told to give hooks up (another node joined),
-//! it stops their workers first and only then releases the leases. On shutdown it gives every
-//! lease back, so the other nodes take the hooks over at once.
+//! it stops their workers and releases each lease once its worker has ended, renewing the
+//! others meanwhile. On shutdown it does the same for every hook, so the other nodes take each
+//! over as soon as its last sends are recorded: planned moves send nothing twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

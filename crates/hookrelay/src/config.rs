@@ -138,7 +138,7 @@ pub struct Postgres {
     /// Connections per node.
     pub pool_size: usize,
     /// How long a node's hook leases last without renewal: hooks of a node that died move to
-    /// the others within about 1.25 × this.
+    /// the others about this long after its last renewal (renewals run every quarter of it).
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
     /// This node's name in the lease tables (default: random at each start).

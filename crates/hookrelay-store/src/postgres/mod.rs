@@ -57,7 +57,7 @@ pub struct PostgresOptions {
     pub url: String,
     pub pool_size: usize,
     /// How long a hook lease lasts without renewal: a dead node's hooks move to the others
-    /// within about this long (plus a quarter of it).
+    /// about this long after its last renewal.
     pub lease_ttl: Duration,
     /// This node's name in the lease tables; a random one when absent.
     pub node_id: Option<String>,
@@ -109,6 +109,29 @@ fn fail_fast(config: &mut tokio_postgres::Config) {
         // Data sent and not acknowledged for this long: the connection is dead.
         config.tcp_user_timeout(Duration::from_secs(10));
     }
+}
+
+/// Runs a read (`$read`, an expression over `$c: &Client`) on a pooled connection. A
+/// connection the server has closed fails the read before it did anything: the idle
+/// connections, likely closed alike, are dropped and the read runs again on a fresh one, so
+/// callers see no error.
+macro_rules! read {
+    ($store:expr, |$c:ident| $read:expr) => {{
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let client = $store.pool.get().await?;
+            let $c: &tokio_postgres::Client = &client;
+            match $read.await {
+                Err(StoreError::Postgres(e)) if connection_lost(&e) && tries < 3 => {
+                    tracing::debug!(error = %e, "a pooled connection was closed; reading on a fresh one");
+                    drop(client);
+                    forget_idle(&$store.pool);
+                }
+                result => break result,
+            }
+        }
+    }};
 }
 
 /// The PostgreSQL [`Store`].
@@ -315,6 +338,13 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
             .is_some_and(|c| *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN)
 }
 
+/// Drops every idle pooled connection: after one was found closed by the server (a restart,
+/// an operator ending hookrelay's backends), the others most likely were too, and each would
+/// fail one operation before the pool noticed.
+fn forget_idle(pool: &Pool) {
+    pool.retain(|_, _| false);
+}
+
 /// What a group commit tells its callers: each round's result, each request's appended events.
 type GroupOutcome = (Vec<Result<()>>, Vec<Vec<Appended>>);
 
@@ -379,6 +409,7 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
                 if connection_lost(e) && !committing && tries < max_tries =>
             {
                 tracing::debug!(error = %e, "a pooled connection was closed; committing on a fresh one");
+                forget_idle(pool);
             }
             _ => break result,
         }
@@ -429,18 +460,24 @@ impl Store for PostgresStore {
     }
 
     async fn list_apps(&self) -> Result<Vec<App>> {
-        apps::select(&**self.pool.get().await?, &self.secrets, apps::Filter::All).await
+        read!(self, |c| apps::select(c, &self.secrets, apps::Filter::All))
     }
 
     async fn app_by_key(&self, api_key: &str) -> Result<Option<App>> {
-        let client = self.pool.get().await?;
-        let found = apps::select(&**client, &self.secrets, apps::Filter::Key(api_key)).await?;
+        let found = read!(self, |c| apps::select(
+            c,
+            &self.secrets,
+            apps::Filter::Key(api_key)
+        ))?;
         Ok(found.into_iter().next())
     }
 
     async fn app_by_id(&self, id: AppId) -> Result<Option<App>> {
-        let client = self.pool.get().await?;
-        let found = apps::select(&**client, &self.secrets, apps::Filter::Id(id)).await?;
+        let found = read!(self, |c| apps::select(
+            c,
+            &self.secrets,
+            apps::Filter::Id(id)
+        ))?;
         Ok(found.into_iter().next())
     }
 
@@ -480,12 +517,12 @@ impl Store for PostgresStore {
     }
 
     async fn app_hooks(&self, app: AppId) -> Result<Vec<AppHook>> {
-        let rows = hooks::select(&**self.pool.get().await?, &self.secrets, Some(app)).await?;
+        let rows = read!(self, |c| hooks::select(c, &self.secrets, Some(app)))?;
         Ok(rows.into_iter().map(AppHook::new).collect())
     }
 
     async fn all_hooks(&self) -> Result<Vec<HookRecord>> {
-        hooks::select(&**self.pool.get().await?, &self.secrets, None).await
+        read!(self, |c| hooks::select(c, &self.secrets, None))
     }
 
     async fn replace_hooks(&self, app: AppId, list: Vec<EventHook>) -> Result<()> {
@@ -500,7 +537,7 @@ impl Store for PostgresStore {
     }
 
     async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
-        events::read_after(&**self.pool.get().await?, app, after, limit).await
+        read!(self, |c| events::read_after(c, app, after, limit))
     }
 
     fn subscribe_appends(&self) -> watch::Receiver<Seq> {
@@ -508,7 +545,7 @@ impl Store for PostgresStore {
     }
 
     async fn cursor(&self, hook: &HookId) -> Result<Option<Cursor>> {
-        progress::cursor(&**self.pool.get().await?, hook).await
+        read!(self, |c| progress::cursor(c, hook))
     }
 
     async fn due_retries(
@@ -517,11 +554,11 @@ impl Store for PostgresStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<DueRetry>> {
-        progress::due_retries(&**self.pool.get().await?, hook, now, limit).await
+        read!(self, |c| progress::due_retries(c, hook, now, limit))
     }
 
     async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>> {
-        progress::next_retry_at(&**self.pool.get().await?, hook).await
+        read!(self, |c| progress::next_retry_at(c, hook))
     }
 
     async fn record_progress(&self, progress: Progress) -> Result<()> {
@@ -537,7 +574,12 @@ impl Store for PostgresStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        progress::dead_letters(&**self.pool.get().await?, hook.id(), before, limit).await
+        read!(self, |c| progress::dead_letters(
+            c,
+            hook.id(),
+            before,
+            limit
+        ))
     }
 
     async fn attempts(
@@ -547,7 +589,13 @@ impl Store for PostgresStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Attempt>> {
-        attempts::list(&**self.pool.get().await?, hook.id(), outcome, before, limit).await
+        read!(self, |c| attempts::list(
+            c,
+            hook.id(),
+            outcome,
+            before,
+            limit
+        ))
     }
 
     async fn event_trace(
@@ -556,7 +604,7 @@ impl Store for PostgresStore {
         event_id: &str,
         hooks: &[HookId],
     ) -> Result<Option<EventTrace>> {
-        attempts::trace(&**self.pool.get().await?, app, event_id, hooks).await
+        read!(self, |c| attempts::trace(c, app, event_id, hooks))
     }
 
     async fn set_paused(&self, hook: &AppHook, paused: bool) -> Result<bool> {
@@ -603,7 +651,7 @@ impl Store for PostgresStore {
         hook: &HookId,
         count_up_to: u64,
     ) -> Result<Option<HookBacklog>> {
-        progress::backlog(&**self.pool.get().await?, app, hook, count_up_to).await
+        read!(self, |c| progress::backlog(c, app, hook, count_up_to))
     }
 
     async fn check_writable(&self) -> Result<()> {
@@ -678,7 +726,7 @@ impl Store for PostgresStore {
     }
 
     async fn cap_delivery_log(&self, keep_per_hook: usize) -> Result<u64> {
-        attempts::cap(&**self.pool.get().await?, keep_per_hook as i64).await
+        read!(self, |c| attempts::cap(c, keep_per_hook as i64))
     }
 
     async fn collect_garbage(&self, older_than: Timestamp) -> Result<u64> {
