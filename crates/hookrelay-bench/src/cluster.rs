@@ -194,7 +194,7 @@ pub async fn cluster(bin: &Path, sizes: &Sizes, server_url: &str) -> anyhow::Res
     nodes.live.lock().unwrap().push(joined);
     nodes.take_out("node0").await?.terminate()?;
     tokio::time::sleep_until(at(0.6).into()).await;
-    let planned_duplicates = arrivals.duplicates() - planned_from;
+    let planned_duplicates = arrivals.duplicates().saturating_sub(planned_from);
     let planned_silence = arrivals.longest_silence_s();
 
     // A crash: the node holding the most hooks is killed.
@@ -221,7 +221,7 @@ pub async fn cluster(bin: &Path, sizes: &Sizes, server_url: &str) -> anyhow::Res
     )
     .await?;
     let elapsed = begun.elapsed().as_secs_f64();
-    let crash_duplicates = arrivals.duplicates() - crash_from;
+    let crash_duplicates = arrivals.duplicates().saturating_sub(crash_from);
     let takeover = arrivals.longest_silence_s();
     let hookrelay_cpu = nodes.cpu_seconds();
     let pg_cpu = postgres_cpu_seconds() - pg_cpu_before;

@@ -91,7 +91,9 @@ impl Arrivals {
         self.distinct[d].load(Ordering::Relaxed)
     }
 
-    /// Deliveries of an event a destination already had.
+    /// Deliveries of an event a destination already had. Read while deliveries arrive, it may
+    /// be off by the few being recorded at that instant (the two counts are read one after the
+    /// other): compare readings with `saturating_sub`.
     pub fn duplicates(&self) -> u64 {
         let distinct: u64 = self
             .distinct
