@@ -124,6 +124,7 @@ class TcpLink:
         self.sockets = []
         self.listener = None
         self.port = 0
+        self.cuts = 0  # a connection accepted before a cut and set up after it is closed too
         self.restore()
 
     def url(self, database_url):
@@ -139,11 +140,12 @@ class TcpLink:
         listener.listen(64)
         self.port = listener.getsockname()[1]
         self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        threading.Thread(target=self._accept, args=(listener, self.cuts), daemon=True).start()
 
     def cut(self):
         self.listener.close()
         with self.lock:
+            self.cuts += 1
             for s in self.sockets:
                 try:
                     s.shutdown(socket.SHUT_RDWR)
@@ -152,7 +154,7 @@ class TcpLink:
                 s.close()
             self.sockets.clear()
 
-    def _accept(self, listener):
+    def _accept(self, listener, generation):
         while True:
             try:
                 client, _ = listener.accept()
@@ -164,6 +166,10 @@ class TcpLink:
                 client.close()
                 continue
             with self.lock:
+                if self.cuts != generation:
+                    client.close()
+                    upstream.close()
+                    return
                 self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()

@@ -220,8 +220,13 @@ def test_the_database_going_away_answers_503_and_delivery_resumes(tmp_path, moto
         body = refused[-1].json()
         assert refused[-1].headers["Retry-After"].isdigit()
         assert body["StatusCode"] == 503 and "code" in body and "message" in body
-        ready = node.request("GET", "/readyz")
-        assert ready.status_code == 503 and ready.json()["store"] == "error"
+        # (A requests Response is falsy for a 503, hence the list.)
+        [ready] = wait_until(
+            lambda: [r] if (r := node.request("GET", "/readyz")).status_code == 503 else None,
+            timeout=5,
+            what="/readyz to say not ready",
+        )
+        assert ready.json()["store"] == "error"
 
         link.restore()
         restored_at = time.monotonic()
