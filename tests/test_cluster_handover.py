@@ -72,128 +72,122 @@ def flowing(producers, more=100):
 
 
 @pytest.fixture
-def receivers_to_stop():
-    receivers = []
-    yield receivers
-    for r in receivers:
-        r.stop()
+def webhook_cluster(tmp_path, moto):
+    """Starts `n` nodes on `database_url` with five webhook hooks spread over them; returns the
+    cluster and the hooks' receivers, and stops both after the test."""
+    started = []
 
+    def start(database_url, n=3):
+        cluster = Cluster(tmp_path, moto, database_url, n)
+        started.append((cluster, []))
+        started[-1][1].extend(start_hooks(cluster))
+        return cluster, started[-1][1]
 
-def test_a_killed_nodes_hooks_move_within_3s_and_only_in_flight_events_repeat(tmp_path, moto, database, receivers_to_stop):
-    cluster = Cluster(tmp_path, moto, database, 3)
-    try:
-        receivers = start_hooks(cluster)
-        receivers_to_stop += receivers
-        producers = [producer(node) for node in cluster.nodes]
-        flowing(producers, 300)
-
-        owners = cluster.owners(cluster.nodes[0])
-        victim = max(cluster.nodes, key=lambda n: list(owners.values()).count(n.name))
-        victim_hooks = [i for i, hook in enumerate(owners) if owners[hook] == victim.name]
-        survivors = [n for n in cluster.nodes if n is not victim]
-        victim.kill()
-        killed_at = time.monotonic()
-        acknowledged = producers[cluster.nodes.index(victim)].stop()
-        live = [p for p in producers if p.server is not victim]
-        flowing(live, 600)
-        settled_at = time.monotonic()
-        for p in live:
-            acknowledged += p.stop()
-
-        assert_all_delivered(receivers, acknowledged)
-        assert set(cluster.owners(survivors[0]).values()) <= {n.name for n in survivors}
-        silent = max(silence(receivers[i], killed_at - 0.5, settled_at) for i in victim_hooks)
-        deliveries = sum(len(r.requests) for r in receivers)
-        repeated = duplicates(receivers)
-        print(
-            f"\n{deliveries} deliveries; the killed node's hooks silent for {silent:.2f}s; "
-            f"duplicates: {repeated} ({100 * repeated / deliveries:.2f}%)"
-        )
-        assert silent < 3.0, f"the killed node's hooks were silent for {silent:.2f}s"
-        # Only what was in flight is sent again: at most 16 calls per hook (webhook.in_flight),
-        # and what was answered while the last checkpoint was being written.
-        assert repeated <= 2 * 16 * len(victim_hooks), f"{repeated} duplicates"
-        assert repeated <= 0.005 * deliveries, f"{repeated} duplicates of {deliveries} deliveries"
-    finally:
+    yield start
+    for cluster, receivers in started:
         cluster.stop()
+        for r in receivers:
+            r.stop()
 
 
-def test_a_node_leaving_and_one_joining_hand_hooks_over_without_duplicates(tmp_path, moto, database, receivers_to_stop):
-    cluster = Cluster(tmp_path, moto, database, 3)
-    try:
-        receivers = start_hooks(cluster)
-        receivers_to_stop += receivers
-        leaving = cluster.nodes[0]
-        producers = [producer(node) for node in cluster.nodes[1:]]
-        flowing(producers)
+def test_a_killed_nodes_hooks_move_within_3s_and_only_in_flight_events_repeat(database, webhook_cluster):
+    cluster, receivers = webhook_cluster(database)
+    producers = [producer(node) for node in cluster.nodes]
+    flowing(producers, 300)
 
-        start = time.monotonic()
-        joined = cluster.add_node()
-        # The newcomer takes a share of the hooks from the others (a rebalance).
-        wait_until(
-            lambda: joined.name in cluster.owners(joined).values(),
-            timeout=30,
-            what="the new node to take hooks",
-        )
-        flowing(producers)
-        assert leaving.stop() == 0
-        # Its hooks go to the others at once, not when the leases would have expired.
-        wait_until(
-            lambda: leaving.name not in cluster.owners(joined).values(),
-            timeout=3,
-            what="the leaving node's hooks to be taken over",
-        )
-        flowing(producers)
-        end = time.monotonic()
-        # Each node's gauge says how many hooks it holds; together, every hook once.
-        wait_until(
-            lambda: sum(leases_held(n) for n in cluster.nodes[1:]) == HOOKS,
-            timeout=5,
-            what="the nodes' hookrelay_hook_leases_held to add up to the hooks",
-        )
-        acknowledged = [i for p in producers for i in p.stop()]
+    owners = cluster.owners(cluster.nodes[0])
+    victim = max(cluster.nodes, key=lambda n: list(owners.values()).count(n.name))
+    victim_hooks = [i for i, hook in enumerate(owners) if owners[hook] == victim.name]
+    survivors = [n for n in cluster.nodes if n is not victim]
+    victim.kill()
+    killed_at = time.monotonic()
+    acknowledged = producers[cluster.nodes.index(victim)].stop()
+    live = [p for p in producers if p.server is not victim]
+    flowing(live, 600)
+    settled_at = time.monotonic()
+    for p in live:
+        acknowledged += p.stop()
 
-        assert_all_delivered(receivers, acknowledged)
-        repeated = duplicates(receivers)
-        longest = max(silence(r, start, end) for r in receivers)
-        print(f"\nhandovers: duplicates {repeated}, longest silence {longest:.2f}s")
-        assert repeated == 0
-        assert longest <= 1.0, f"a hook was silent for {longest:.2f}s during the handovers"
-        handed = psql(database, "SELECT count(*) FROM lease_log WHERE action = 'released'")
-        assert int(handed[0][0]) >= 2
-    finally:
-        cluster.stop()
+    assert_all_delivered(receivers, acknowledged)
+    assert set(cluster.owners(survivors[0]).values()) <= {n.name for n in survivors}
+    silent = max(silence(receivers[i], killed_at - 0.5, settled_at) for i in victim_hooks)
+    deliveries = sum(len(r.requests) for r in receivers)
+    repeated = duplicates(receivers)
+    print(
+        f"\n{deliveries} deliveries; the killed node's hooks silent for {silent:.2f}s; "
+        f"duplicates: {repeated} ({100 * repeated / deliveries:.2f}%)"
+    )
+    assert silent < 3.0, f"the killed node's hooks were silent for {silent:.2f}s"
+    # Only what was in flight is sent again: at most 16 calls per hook (webhook.in_flight),
+    # and what was answered while the last checkpoint was being written.
+    assert repeated <= 2 * 16 * len(victim_hooks), f"{repeated} duplicates"
+    assert repeated <= 0.005 * deliveries, f"{repeated} duplicates of {deliveries} deliveries"
 
 
-def test_a_rolling_restart_under_load_loses_nothing(tmp_path, moto, database, receivers_to_stop):
-    cluster = Cluster(tmp_path, moto, database, 3)
-    try:
-        receivers = start_hooks(cluster)
-        receivers_to_stop += receivers
-        producers = [producer(node) for node in cluster.nodes]
-        flowing(producers)
-        for node in cluster.nodes:
-            assert node.stop() == 0
-            node.start()
-            flowing(producers, 50)
-        acknowledged = [i for p in producers for i in p.stop()]
+def test_a_node_leaving_and_one_joining_hand_hooks_over_without_duplicates(database, webhook_cluster):
+    cluster, receivers = webhook_cluster(database)
+    leaving = cluster.nodes[0]
+    producers = [producer(node) for node in cluster.nodes[1:]]
+    flowing(producers)
 
-        assert_all_delivered(receivers, acknowledged)
-        repeated = duplicates(receivers)
-        print(f"\nrolling restart: {len(acknowledged)} events, duplicates {repeated}")
-        assert repeated == 0
-    finally:
-        cluster.stop()
+    start = time.monotonic()
+    joined = cluster.add_node()
+    # The newcomer takes a share of the hooks from the others (a rebalance).
+    wait_until(
+        lambda: joined.name in cluster.owners(joined).values(),
+        timeout=30,
+        what="the new node to take hooks",
+    )
+    flowing(producers)
+    assert leaving.stop() == 0
+    # Its hooks go to the others at once, not when the leases would have expired.
+    wait_until(
+        lambda: leaving.name not in cluster.owners(joined).values(),
+        timeout=3,
+        what="the leaving node's hooks to be taken over",
+    )
+    flowing(producers)
+    end = time.monotonic()
+    # Each node's gauge says how many hooks it holds; together, every hook once.
+    wait_until(
+        lambda: sum(leases_held(n) for n in cluster.nodes[1:]) == HOOKS,
+        timeout=5,
+        what="the nodes' hookrelay_hook_leases_held to add up to the hooks",
+    )
+    acknowledged = [i for p in producers for i in p.stop()]
+
+    assert_all_delivered(receivers, acknowledged)
+    repeated = duplicates(receivers)
+    longest = max(silence(r, start, end) for r in receivers)
+    print(f"\nhandovers: duplicates {repeated}, longest silence {longest:.2f}s")
+    assert repeated == 0
+    assert longest <= 1.0, f"a hook was silent for {longest:.2f}s during the handovers"
+    handed = psql(database, "SELECT count(*) FROM lease_log WHERE action = 'released'")
+    assert int(handed[0][0]) >= 2
 
 
-def test_the_database_going_away_answers_503_and_delivery_resumes(tmp_path, moto, database, receivers_to_stop):
+def test_a_rolling_restart_under_load_loses_nothing(database, webhook_cluster):
+    cluster, receivers = webhook_cluster(database)
+    producers = [producer(node) for node in cluster.nodes]
+    flowing(producers)
+    for node in cluster.nodes:
+        assert node.stop() == 0
+        node.start()
+        flowing(producers, 50)
+    acknowledged = [i for p in producers for i in p.stop()]
+
+    assert_all_delivered(receivers, acknowledged)
+    repeated = duplicates(receivers)
+    print(f"\nrolling restart: {len(acknowledged)} events, duplicates {repeated}")
+    assert repeated == 0
+
+
+def test_the_database_going_away_answers_503_and_delivery_resumes(database, webhook_cluster):
     host_port = PG_SERVER_URL.split("@", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     link = TcpLink(host, int(port))
-    cluster = Cluster(tmp_path, moto, link.url(database), 2)
+    cluster, receivers = webhook_cluster(link.url(database), 2)
     try:
-        receivers = start_hooks(cluster)
-        receivers_to_stop += receivers
         node = cluster.nodes[0]
         producers = [producer(n) for n in cluster.nodes]
         flowing(producers)
@@ -251,6 +245,4 @@ def test_the_database_going_away_answers_503_and_delivery_resumes(tmp_path, moto
         print(f"\ndatabase away 4s: {len(refused)} answers 503; delivery resumed {resumed:.2f}s after it came back")
         assert resumed < 5.0
     finally:
-        cluster.stop()
         link.cut()
-

@@ -267,7 +267,7 @@ impl Dispatcher {
             }
         };
         hookrelay_core::telemetry::record_leases_held(round.owned.len());
-        self.lease_period = round.next_in;
+        self.lease_period = round.renew_every;
         let mut owned = round.owned;
         // Leases lost meanwhile need no handing over.
         self.handing_over.retain(|id| owned.contains(id));

@@ -353,8 +353,11 @@ pub struct LeaseRound {
     /// How many of them it should give up (after stopping their workers) so that other live
     /// nodes get their share.
     pub surplus: usize,
-    /// When the next round is due.
+    /// When the next round is due (sooner than `renew_every` when another node's lease is
+    /// about to run out).
     pub next_in: std::time::Duration,
+    /// How often leases must be renewed to stay held.
+    pub renew_every: std::time::Duration,
 }
 
 /// A node's right to deliver a hook.

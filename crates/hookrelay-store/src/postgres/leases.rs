@@ -146,6 +146,7 @@ pub async fn round(
         owned,
         surplus,
         next_in: next_round(ttl, next_expiry),
+        renew_every: ttl / 4,
     };
     Ok((round, local))
 }
