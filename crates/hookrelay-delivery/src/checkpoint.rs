@@ -3,8 +3,9 @@
 //! A round may send many batches (up to `read_batch` events, several calls at once) and
 //! settles once, when every call has come back. If the node dies before that, everything the
 //! round sent is sent again by whoever delivers the hook next. A checkpoint moves the cursor
-//! past the new events already delivered as soon as they are, so after a crash only what was
-//! actually in flight (or answered but not yet checkpointed) is sent again.
+//! past the new events already delivered as soon as they are (once the round has run a few
+//! milliseconds: a shorter round settles first), so after a crash only what was actually in
+//! flight (or answered but not yet checkpointed) is sent again.
 //!
 //! A checkpoint records only what cannot be decided differently later: the cursor up to just
 //! before the first new event not yet delivered (or held back, or too large, which the

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookrelay_core::{EventFilter, EventHook, Timestamp};
-use hookrelay_store::{AppId, Cursor, Epoch, Lease, Seq, Store, StoreError};
+use hookrelay_store::{
+    AppId, Cursor, Epoch, Lease, RoundInput, RoundLimits, Seq, Store, StoreError,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -39,6 +41,9 @@ const RETRIES_PER_ROUND: usize = 200;
 const STORE_RETRY_CAP: Duration = Duration::from_secs(1);
 /// Longest idle wait before the worker looks again on its own.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
+/// How far into a round checkpoints begin. A round over sooner (light traffic, a fast
+/// destination) settles before a checkpoint could spare much, and each one is a store write.
+const CHECKPOINTS_FROM: Duration = Duration::from_millis(25);
 
 pub(crate) struct Worker {
     pub app: AppId,
@@ -57,7 +62,7 @@ pub(crate) struct Worker {
 }
 
 enum Round {
-    /// Nothing to do.
+    /// Nothing (left) to do: wait for new events or the next retry.
     Idle,
     /// Work was done and recorded; go again.
     Progressed,
@@ -228,25 +233,35 @@ impl Worker {
             Budget::Unlimited => None,
         };
         let probing = pace.breaker.is_open();
-        // A rewind (replay since) changes the stored cursor under a new epoch: adopt it.
-        match self.store.cursor(&self.hook.id).await? {
-            Some(stored) if stored.epoch != cursor.epoch => *cursor = stored,
-            Some(_) => {}
-            None => return Ok(Round::Idle), // deleted: the dispatcher stops this worker
-        }
         let now = Timestamp::now();
-        let due = self
+        let reading = RoundLimits {
+            retries: RETRIES_PER_ROUND,
+            events: self.settings.read_batch,
+        };
+        // A rewind (replay since) changes the stored cursor under a new epoch: it is adopted.
+        let Some(input) = self
             .store
-            .due_retries(&self.hook.id, now, RETRIES_PER_ROUND)
-            .await?;
-        let events = self
-            .store
-            .read_events(self.app, cursor.seq, self.settings.read_batch)
-            .await?;
+            .round_input(&self.hook.id, self.app, *cursor, now, reading)
+            .await?
+        else {
+            return Ok(Round::Idle); // deleted: the dispatcher stops this worker
+        };
+        let RoundInput {
+            cursor: start,
+            due,
+            events,
+        } = input;
+        *cursor = start;
         if due.is_empty() && events.is_empty() {
             pace.limiter.drained();
             return Ok(Round::Idle);
         }
+        // A round that read all there was and delivers all of it leaves nothing for the next
+        // one: the worker can wait at once instead of reading the store again to find nothing.
+        let read_everything = budget.is_none()
+            && due.len() < RETRIES_PER_ROUND
+            && events.len() < self.settings.read_batch;
+        let last_read = events.last().map(|e| e.seq);
         let shape = Shape { probing, budget };
         let limits = self.destination.limits(&self.signer);
         let mut plan = plan(due, events, &self.filter, limits, shape);
@@ -287,7 +302,12 @@ impl Worker {
             rules,
             now,
         );
-        self.record(settlement, cursor, unrecorded).await
+        Ok(match self.record(settlement, cursor, unrecorded).await? {
+            Round::Progressed if read_everything && last_read.is_none_or(|s| cursor.seq >= s) => {
+                Round::Idle
+            }
+            round => round,
+        })
     }
 
     /// Tells the pace what the destination did with this round's calls.
@@ -378,6 +398,8 @@ impl Worker {
         let mut launched: HashMap<usize, (usize, Option<Seq>)> = HashMap::new();
         let mut stopped = false;
         let mut checkpoint: Option<CheckpointWrite> = None;
+        let mut checkpoints_from = std::pin::pin!(tokio::time::sleep(CHECKPOINTS_FROM));
+        let mut may_checkpoint = false;
         loop {
             while tasks.len() < sending.in_flight && !stopped {
                 // Checked before every send: a node whose lease lapsed, or a worker told to
@@ -411,6 +433,7 @@ impl Worker {
             let more_to_come = !tasks.is_empty() || (!pending.is_empty() && !stopped);
             if checkpoint.is_none()
                 && more_to_come
+                && may_checkpoint
                 && let Some(progress) = sending.checkpoints.take()
             {
                 let store = self.store.clone();
@@ -423,6 +446,7 @@ impl Worker {
                 recorded = async { checkpoint.as_mut().expect("checked").await }, if checkpoint.is_some() => {
                     Woke::Checkpointed(recorded)
                 }
+                () = &mut checkpoints_from, if !may_checkpoint => Woke::CheckpointsBegin,
                 // Told to stop at once: requests still in flight are dropped (their events are
                 // sent again later); what was acknowledged is recorded.
                 _ = self.abandon.cancelled() => Woke::Abandoned,
@@ -435,6 +459,10 @@ impl Worker {
                         // The round's settlement records the same progress, and more.
                         tracing::debug!(hook_id = %self.hook.id, error = %e, "checkpoint not recorded");
                     }
+                    continue;
+                }
+                Woke::CheckpointsBegin => {
+                    may_checkpoint = true;
                     continue;
                 }
                 Woke::Abandoned => {
@@ -499,6 +527,8 @@ type CheckpointWrite = std::pin::Pin<Box<dyn Future<Output = hookrelay_store::Re
 enum Woke {
     Joined(Option<Result<(usize, Call), tokio::task::JoinError>>),
     Checkpointed(hookrelay_store::Result<()>),
+    /// The round has run long enough for checkpoints to be worth their writes.
+    CheckpointsBegin,
     Abandoned,
 }
 

@@ -183,6 +183,29 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<DueRetry>>;
+    /// A delivery round's input: the hook's cursor (`known`, or the stored one when its epoch
+    /// differs, after a rewind), the retries due at `now` and the events after that cursor.
+    /// `None` once the hook is gone. Stores that can read it in one trip override this.
+    async fn round_input(
+        &self,
+        hook: &HookId,
+        app: AppId,
+        known: Cursor,
+        now: Timestamp,
+        limits: RoundLimits,
+    ) -> Result<Option<RoundInput>> {
+        let Some(stored) = self.cursor(hook).await? else {
+            return Ok(None);
+        };
+        let cursor = known.or_rewound(stored);
+        let due = self.due_retries(hook, now, limits.retries).await?;
+        let events = self.read_events(app, cursor.seq, limits.events).await?;
+        Ok(Some(RoundInput {
+            cursor,
+            due,
+            events,
+        }))
+    }
     /// When the hook's next retry entry is due, if it has any.
     async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>>;
     /// Applies one round of delivery results in one transaction (see [`Progress`]). Fails with

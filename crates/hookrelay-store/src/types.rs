@@ -63,6 +63,24 @@ pub struct StoredEvent {
 /// without copying.
 pub type Payload = bytes::Bytes;
 
+/// What a delivery round starts from (see [`crate::Store::round_input`]).
+#[derive(Debug, Clone)]
+pub struct RoundInput {
+    /// The cursor the round starts from.
+    pub cursor: Cursor,
+    /// Retry entries due, oldest first, with their events.
+    pub due: Vec<DueRetry>,
+    /// New events after the cursor, in order.
+    pub events: Vec<StoredEvent>,
+}
+
+/// How much one round reads at most.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundLimits {
+    pub retries: usize,
+    pub events: usize,
+}
+
 /// A retry entry that is due, with its event.
 #[derive(Debug, Clone)]
 pub struct DueRetry {
@@ -187,6 +205,18 @@ pub struct Cursor {
     pub seq: Seq,
     /// Changes when the cursor is rewound; progress recorded under an older epoch is refused.
     pub epoch: Epoch,
+}
+
+impl Cursor {
+    /// Where a round starts: from this cursor (the worker's own), or from the stored one if it
+    /// was rewound since (its epoch changed).
+    pub fn or_rewound(self, stored: Cursor) -> Cursor {
+        if stored.epoch == self.epoch {
+            self
+        } else {
+            stored
+        }
+    }
 }
 
 /// What a hook still has to do, from the store.

@@ -9,8 +9,9 @@ use hookrelay_core::event::PreparedEvent;
 use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
-    AppHook, AppId, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, DeadLetterReason,
-    DeadLetterRecord, Epoch, Progress, RetryRecord, Seq, Store, StoreError,
+    AppHook, AppId, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, Cursor,
+    DeadLetterReason, DeadLetterRecord, Epoch, Progress, RetryRecord, RoundLimits, Seq, Store,
+    StoreError,
 };
 use serde_json::json;
 
@@ -442,6 +443,29 @@ async fn rewind_fences_rounds_started_before_it(backend: impl Backend) {
     let after = store.cursor(&h.id).await.unwrap().unwrap();
     assert_eq!(after.seq, Seq(0));
     assert_ne!(after.epoch, before.epoch);
+    // A round starting from a cursor of the old epoch starts from the rewound one instead.
+    let limits = RoundLimits {
+        retries: 10,
+        events: 10,
+    };
+    let input = store
+        .round_input(&h.id, app, before, Timestamp::now(), limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((input.cursor, input.events.len()), (after, 5));
+    let ahead = Cursor {
+        seq: Seq(3),
+        epoch: after.epoch,
+    };
+    let input = store
+        .round_input(&h.id, app, ahead, Timestamp::now(), limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(input.cursor, ahead, "the worker's own cursor, same epoch");
+    let ids: Vec<_> = input.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["e4", "e5"]);
     // A round that began before the rewind cannot undo it.
     let mut stale = Progress::new(h.id.clone(), before.epoch);
     stale.cursor = Some(Seq(5));

@@ -14,7 +14,9 @@
 //!
 //! # Durability
 //! A reply is sent after the transaction commits; with PostgreSQL's default
-//! `synchronous_commit = on`, that is after its WAL is flushed.
+//! `synchronous_commit = on`, that is after its WAL is flushed. A group of delivery progress
+//! alone commits without waiting for the flush (`synchronous_commit = off` for that
+//! transaction): a database crash can lose it, which means events sent again, never lost.
 
 mod apps;
 mod attempts;
@@ -376,6 +378,10 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
         let result: Result<GroupOutcome> = async {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
+            if appends.is_empty() {
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await?;
+            }
             let mut round_results = Vec::with_capacity(rounds.len());
             for (p, _) in &rounds {
                 match progress::record(&*tx, p, node, now).await {

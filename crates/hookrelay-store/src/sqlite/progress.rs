@@ -15,16 +15,13 @@ use crate::{
 
 pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Cursor>> {
     Ok(conn
-        .query_row(
-            "SELECT cursor, epoch FROM hooks WHERE id = ?1",
-            [hook.as_str()],
-            |r| {
-                Ok(Cursor {
-                    seq: r.get(0)?,
-                    epoch: r.get(1)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT cursor, epoch FROM hooks WHERE id = ?1")?
+        .query_row([hook.as_str()], |r| {
+            Ok(Cursor {
+                seq: r.get(0)?,
+                epoch: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 
@@ -115,11 +112,9 @@ pub fn due_retries(
 }
 
 pub fn next_retry_at(conn: &Connection, hook: &HookId) -> Result<Option<Timestamp>> {
-    let ms: Option<i64> = conn.query_row(
-        "SELECT MIN(next_attempt_ms) FROM retries WHERE hook_id = ?1",
-        [hook.as_str()],
-        |r| r.get(0),
-    )?;
+    let ms: Option<i64> = conn
+        .prepare_cached("SELECT MIN(next_attempt_ms) FROM retries WHERE hook_id = ?1")?
+        .query_row([hook.as_str()], |r| r.get(0))?;
     Ok(ms.map(Timestamp::from_millis))
 }
 
