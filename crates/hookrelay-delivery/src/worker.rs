@@ -303,7 +303,7 @@ impl Worker {
             now,
         );
         Ok(match self.record(settlement, cursor, unrecorded).await? {
-            Round::Progressed if read_everything && last_read.is_none_or(|s| cursor.seq >= s) => {
+            Round::Progressed if left_nothing(read_everything, last_read, cursor.seq) => {
                 Round::Idle
             }
             round => round,
@@ -583,6 +583,12 @@ impl SendCall {
 
 /// Every entry refused with the same error: the call as a whole was refused (SQS answers a
 /// batch holding one invalid message this way).
+/// Whether a recorded round left nothing for the next one: it read all there was (no limit or
+/// budget cut it short) and the cursor has passed the last event it read.
+fn left_nothing(read_everything: bool, last_read: Option<Seq>, cursor: Seq) -> bool {
+    read_everything && last_read.is_none_or(|last| cursor >= last)
+}
+
 fn refused_as_a_whole(outcomes: &[Outcome]) -> bool {
     match outcomes.first() {
         Some(first @ Outcome::Refuse { .. }) => outcomes.iter().all(|o| o == first),
@@ -650,6 +656,17 @@ mod tests {
             error: CallError::new(code, "m"),
             attempts: 1,
         }
+    }
+
+    #[test]
+    fn a_round_leaves_nothing_only_when_it_read_all_and_passed_it() {
+        assert!(left_nothing(true, Some(Seq(5)), Seq(5)));
+        assert!(left_nothing(true, None, Seq(0)), "retries only");
+        assert!(
+            !left_nothing(true, Some(Seq(5)), Seq(3)),
+            "an event held back"
+        );
+        assert!(!left_nothing(false, Some(Seq(5)), Seq(5)), "more may wait");
     }
 
     #[test]
