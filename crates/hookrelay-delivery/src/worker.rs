@@ -62,8 +62,8 @@ pub(crate) struct Worker {
 }
 
 enum Round {
-    /// Nothing (left) to do: wait for new events or the next retry.
-    Idle,
+    /// Nothing (left) to do: wait for new events or the next retry (when it has one).
+    Idle { next_retry: Option<Timestamp> },
     /// Work was done and recorded; go again.
     Progressed,
     /// The destination failed every call: back off.
@@ -118,10 +118,10 @@ impl Worker {
                     self.recorder.destination_up();
                     continue;
                 }
-                Ok(Round::Idle) => {
+                Ok(Round::Idle { next_retry }) => {
                     failures = 0;
                     self.recorder.destination_up();
-                    self.idle_wait().await
+                    idle_wait(next_retry, Timestamp::now())
                 }
                 Ok(Round::DestinationDown(error)) => {
                     failures += 1;
@@ -207,17 +207,6 @@ impl Worker {
         }
     }
 
-    /// How long to sleep when idle: until the next retry is due, or until events arrive.
-    async fn idle_wait(&self) -> Duration {
-        match self.store.next_retry_at(&self.hook.id).await {
-            Ok(Some(at)) => {
-                let ms = (at.millis() - Timestamp::now().millis()).max(0) as u64;
-                Duration::from_millis(ms).min(IDLE_RECHECK)
-            }
-            _ => IDLE_RECHECK,
-        }
-    }
-
     async fn round(
         &self,
         cursor: &mut Cursor,
@@ -244,17 +233,21 @@ impl Worker {
             .round_input(&self.hook.id, self.app, *cursor, now, reading)
             .await?
         else {
-            return Ok(Round::Idle); // deleted: the dispatcher stops this worker
+            // Deleted: the dispatcher stops this worker.
+            return Ok(Round::Idle { next_retry: None });
         };
         let RoundInput {
             cursor: start,
             due,
             events,
+            next_retry_at,
         } = input;
         *cursor = start;
         if due.is_empty() && events.is_empty() {
             pace.limiter.drained();
-            return Ok(Round::Idle);
+            return Ok(Round::Idle {
+                next_retry: next_retry_at,
+            });
         }
         // A round that read all there was and delivers all of it leaves nothing for the next
         // one: the worker can wait at once instead of reading the store again to find nothing.
@@ -262,6 +255,7 @@ impl Worker {
             && due.len() < RETRIES_PER_ROUND
             && events.len() < self.settings.read_batch;
         let last_read = events.last().map(|e| e.seq);
+        let took_retries = !due.is_empty();
         let shape = Shape { probing, budget };
         let limits = self.destination.limits(&self.signer);
         let mut plan = plan(due, events, &self.filter, limits, shape);
@@ -302,9 +296,15 @@ impl Worker {
             rules,
             now,
         );
+        let scheduled = settlement
+            .progress
+            .retries
+            .iter()
+            .map(|r| r.next_attempt_at);
+        let next_retry = next_retry_after_round(took_retries, next_retry_at, scheduled, now);
         Ok(match self.record(settlement, cursor, unrecorded).await? {
             Round::Progressed if left_nothing(read_everything, last_read, cursor.seq) => {
-                Round::Idle
+                Round::Idle { next_retry }
             }
             round => round,
         })
@@ -581,14 +581,39 @@ impl SendCall {
     }
 }
 
-/// Every entry refused with the same error: the call as a whole was refused (SQS answers a
-/// batch holding one invalid message this way).
 /// Whether a recorded round left nothing for the next one: it read all there was (no limit or
 /// budget cut it short) and the cursor has passed the last event it read.
 fn left_nothing(read_everything: bool, last_read: Option<Seq>, cursor: Seq) -> bool {
     read_everything && last_read.is_none_or(|last| cursor >= last)
 }
 
+/// When a hook's next retry is due after a round: the earliest of those the round did not
+/// take (`not_taken`, read with its input) and those it scheduled. A round that took due
+/// retries may have left some unsent (a probe, a lease lapsing, FIFO hold-back), still due:
+/// then at once, and the next round reads what is left.
+fn next_retry_after_round(
+    took_retries: bool,
+    not_taken: Option<Timestamp>,
+    scheduled: impl Iterator<Item = Timestamp>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    if took_retries {
+        return Some(now);
+    }
+    not_taken.into_iter().chain(scheduled).min()
+}
+
+/// How long an idle worker sleeps unless events arrive: until its next retry is due (at once
+/// if that is past), and never longer than `IDLE_RECHECK`.
+fn idle_wait(next_retry: Option<Timestamp>, now: Timestamp) -> Duration {
+    next_retry.map_or(IDLE_RECHECK, |at| {
+        let ms = (at.millis() - now.millis()).max(0) as u64;
+        Duration::from_millis(ms).min(IDLE_RECHECK)
+    })
+}
+
+/// Every entry refused with the same error: the call as a whole was refused (SQS answers a
+/// batch holding one invalid message this way).
 fn refused_as_a_whole(outcomes: &[Outcome]) -> bool {
     match outcomes.first() {
         Some(first @ Outcome::Refuse { .. }) => outcomes.iter().all(|o| o == first),
@@ -667,6 +692,44 @@ mod tests {
             "an event held back"
         );
         assert!(!left_nothing(false, Some(Seq(5)), Seq(5)), "more may wait");
+    }
+
+    #[test]
+    fn after_a_round_the_next_retry_is_the_earliest_known_or_at_once() {
+        let at = Timestamp::from_millis;
+        let now = at(1_000);
+        let next = |took: bool, not_taken: Option<i64>, scheduled: &[i64]| {
+            next_retry_after_round(
+                took,
+                not_taken.map(at),
+                scheduled.iter().map(|&m| at(m)),
+                now,
+            )
+            .map(|t| t.millis())
+        };
+        assert_eq!(next(false, None, &[]), None, "no retries at all");
+        assert_eq!(next(false, Some(9_000), &[]), Some(9_000));
+        assert_eq!(next(false, Some(9_000), &[5_000, 7_000]), Some(5_000));
+        assert_eq!(
+            next(false, None, &[7_000]),
+            Some(7_000),
+            "scheduled this round"
+        );
+        assert_eq!(
+            next(true, Some(9_000), &[5_000]),
+            Some(1_000),
+            "took due retries: some may be left unsent"
+        );
+    }
+
+    #[test]
+    fn an_idle_worker_sleeps_until_its_next_retry() {
+        let now = Timestamp::from_millis(1_000_000);
+        let wait = |at: Option<i64>| idle_wait(at.map(Timestamp::from_millis), now);
+        assert_eq!(wait(None), IDLE_RECHECK, "no retry: looks again on its own");
+        assert_eq!(wait(Some(1_002_500)), Duration::from_millis(2_500));
+        assert_eq!(wait(Some(999_000)), Duration::ZERO, "overdue: at once");
+        assert_eq!(wait(Some(1_000_000 + 3_600_000)), IDLE_RECHECK);
     }
 
     #[test]

@@ -200,14 +200,19 @@ pub trait Store: Send + Sync + 'static {
         let cursor = known.or_rewound(stored);
         let due = self.due_retries(hook, now, limits.retries).await?;
         let events = self.read_events(app, cursor.seq, limits.events).await?;
+        let next_retry_at = match limits.more_due(due.len(), now) {
+            Some(at) => Some(at),
+            None => self.next_retry_after(hook, now).await?,
+        };
         Ok(Some(RoundInput {
             cursor,
             due,
             events,
+            next_retry_at,
         }))
     }
-    /// When the hook's next retry entry is due, if it has any.
-    async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>>;
+    /// When the hook's first retry entry due after `after` comes due, if it has one.
+    async fn next_retry_after(&self, hook: &HookId, after: Timestamp) -> Result<Option<Timestamp>>;
     /// Applies one round of delivery results in one transaction (see [`Progress`]). Fails with
     /// [`StoreError::Stale`] if the hook was rewound since the round's epoch.
     async fn record_progress(&self, progress: Progress) -> Result<()>;

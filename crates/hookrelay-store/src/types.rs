@@ -72,6 +72,9 @@ pub struct RoundInput {
     pub due: Vec<DueRetry>,
     /// New events after the cursor, in order.
     pub events: Vec<StoredEvent>,
+    /// When the first retry entry not in `due` comes due (`now` when `due` was cut at its
+    /// limit): an idle worker sleeps until then without asking the store again.
+    pub next_retry_at: Option<Timestamp>,
 }
 
 /// How much one round reads at most.
@@ -79,6 +82,14 @@ pub struct RoundInput {
 pub struct RoundLimits {
     pub retries: usize,
     pub events: usize,
+}
+
+impl RoundLimits {
+    /// Whether `due` retries read at `now` were cut at the limit: then more are due already,
+    /// and the next retry is `now`. `None` means: look for the first one due after `now`.
+    pub fn more_due(&self, due: usize, now: Timestamp) -> Option<Timestamp> {
+        (due >= self.retries).then_some(now)
+    }
 }
 
 /// A retry entry that is due, with its event.

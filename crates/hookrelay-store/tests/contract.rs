@@ -335,14 +335,33 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
         (due.len(), due[0].event.id.as_str(), due[0].attempts),
         (1, "e2", 1)
     );
+    let retry_at = Some(later.millis() - 1000);
     assert_eq!(
         store
-            .next_retry_at(&h.id)
+            .next_retry_after(&h.id, now)
             .await
             .unwrap()
             .map(|t| t.millis()),
-        Some(later.millis() - 1000)
+        retry_at
     );
+    assert_eq!(store.next_retry_after(&h.id, later).await.unwrap(), None);
+    // A round tells when the first retry it did not take comes due: later, when none is due
+    // yet; at once, when the due ones were cut at the limit.
+    let cursor = store.cursor(&h.id).await.unwrap().unwrap();
+    let round = |at: Timestamp, retries: usize| {
+        let limits = RoundLimits {
+            retries,
+            events: 10,
+        };
+        store.round_input(&h.id, app, cursor, at, limits)
+    };
+    let input = round(now, 10).await.unwrap().unwrap();
+    assert!(input.due.is_empty());
+    assert_eq!(input.next_retry_at.map(|t| t.millis()), retry_at);
+    let input = round(later, 1).await.unwrap().unwrap();
+    assert_eq!((input.due.len(), input.next_retry_at), (1, Some(later)));
+    let input = round(later, 10).await.unwrap().unwrap();
+    assert_eq!((input.due.len(), input.next_retry_at), (1, None));
 
     // The cursor never moves back.
     let mut back = Progress::new(h.id.clone(), epoch);

@@ -563,8 +563,8 @@ impl Store for PostgresStore {
         read!(self, |c| progress::due_retries(c, hook, now, limit))
     }
 
-    async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>> {
-        read!(self, |c| progress::next_retry_at(c, hook))
+    async fn next_retry_after(&self, hook: &HookId, after: Timestamp) -> Result<Option<Timestamp>> {
+        read!(self, |c| progress::next_retry_after(c, hook, after))
     }
 
     async fn record_progress(&self, progress: Progress) -> Result<()> {

@@ -163,11 +163,15 @@ pub async fn due_retries(
         .collect())
 }
 
-pub async fn next_retry_at(c: &impl GenericClient, hook: &HookId) -> Result<Option<Timestamp>> {
+pub async fn next_retry_after(
+    c: &impl GenericClient,
+    hook: &HookId,
+    after: Timestamp,
+) -> Result<Option<Timestamp>> {
     let ms: Option<i64> = c
         .query_one(
-            "SELECT MIN(next_attempt_ms) FROM retries WHERE hook_id = $1",
-            &[&hook.as_str()],
+            "SELECT MIN(next_attempt_ms) FROM retries WHERE hook_id = $1 AND next_attempt_ms > $2",
+            &[&hook.as_str(), &after.millis()],
         )
         .await?
         .get(0);

@@ -538,10 +538,16 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let cursor = known.or_rewound(stored);
+            let due = progress::due_retries(c, &hook, now, limits.retries)?;
+            let next_retry_at = match limits.more_due(due.len(), now) {
+                Some(at) => Some(at),
+                None => progress::next_retry_after(c, &hook, now)?,
+            };
             Ok(Some(RoundInput {
                 cursor,
-                due: progress::due_retries(c, &hook, now, limits.retries)?,
+                due,
                 events: events::read_after(c, app, cursor.seq, limits.events)?,
+                next_retry_at,
             }))
         })
         .await
@@ -558,9 +564,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn next_retry_at(&self, hook: &HookId) -> Result<Option<Timestamp>> {
+    async fn next_retry_after(&self, hook: &HookId, after: Timestamp) -> Result<Option<Timestamp>> {
         let hook = hook.clone();
-        self.read(move |c| progress::next_retry_at(c, &hook)).await
+        self.read(move |c| progress::next_retry_after(c, &hook, after))
+            .await
     }
 
     async fn record_progress(&self, progress: Progress) -> Result<()> {

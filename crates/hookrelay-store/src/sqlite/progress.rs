@@ -111,10 +111,16 @@ pub fn due_retries(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn next_retry_at(conn: &Connection, hook: &HookId) -> Result<Option<Timestamp>> {
+pub fn next_retry_after(
+    conn: &Connection,
+    hook: &HookId,
+    after: Timestamp,
+) -> Result<Option<Timestamp>> {
     let ms: Option<i64> = conn
-        .prepare_cached("SELECT MIN(next_attempt_ms) FROM retries WHERE hook_id = ?1")?
-        .query_row([hook.as_str()], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT MIN(next_attempt_ms) FROM retries WHERE hook_id = ?1 AND next_attempt_ms > ?2",
+        )?
+        .query_row(params![hook.as_str(), after.millis()], |r| r.get(0))?;
     Ok(ms.map(Timestamp::from_millis))
 }
 
