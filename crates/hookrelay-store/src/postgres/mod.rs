@@ -39,8 +39,8 @@ use tokio_postgres::NoTls;
 
 use crate::{
     App, AppHook, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter,
-    DueRetry, EventTrace, HookBacklog, HookRecord, Lease, LeaseRound, Progress, Result, SecretBox,
-    Seq, Store, StoreError, StoredEvent,
+    DueRetry, EventTrace, HookBacklog, HookRecord, Lease, LeaseRound, Progress, Result, RoundInput,
+    RoundLimits, SecretBox, Seq, Store, StoreError, StoredEvent,
 };
 
 /// How many queued operations one group commit takes at most.
@@ -561,6 +561,19 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<DueRetry>> {
         read!(self, |c| progress::due_retries(c, hook, now, limit))
+    }
+
+    async fn round_input(
+        &self,
+        hook: &HookId,
+        app: AppId,
+        known: Cursor,
+        now: Timestamp,
+        limits: RoundLimits,
+    ) -> Result<Option<RoundInput>> {
+        read!(self, |c| progress::round_input(
+            c, hook, app, known, now, limits
+        ))
     }
 
     async fn next_retry_after(&self, hook: &HookId, after: Timestamp) -> Result<Option<Timestamp>> {

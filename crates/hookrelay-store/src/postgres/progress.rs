@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use hookrelay_core::{HookId, Timestamp};
 use tokio_postgres::GenericClient;
 
-use crate::postgres::events::row_to_event;
+use crate::postgres::events::{read_after, row_to_event};
 use crate::postgres::text;
 use crate::{
     AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, Epoch, HookBacklog, Progress, Result,
-    Seq, StoreError,
+    RoundInput, RoundLimits, Seq, StoreError,
 };
 
 pub async fn cursor(c: &impl GenericClient, hook: &HookId) -> Result<Option<Cursor>> {
@@ -161,6 +161,40 @@ pub async fn due_retries(
             first_failed_at: Timestamp::from_millis(r.get(7)),
         })
         .collect())
+}
+
+/// A delivery round's input in one round trip: the reads are sent together on one connection
+/// (tokio-postgres pipelines queries polled at once). The events are read after the worker's
+/// own cursor; only after a rewind (the stored epoch differs) are they read again.
+pub async fn round_input(
+    c: &impl GenericClient,
+    hook: &HookId,
+    app: AppId,
+    known: Cursor,
+    now: Timestamp,
+    limits: RoundLimits,
+) -> Result<Option<RoundInput>> {
+    let (stored, due, later, events) = tokio::try_join!(
+        cursor(c, hook),
+        due_retries(c, hook, now, limits.retries),
+        next_retry_after(c, hook, now),
+        read_after(c, app, known.seq, limits.events),
+    )?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let cursor = known.or_rewound(stored);
+    let events = if cursor == known {
+        events
+    } else {
+        read_after(c, app, cursor.seq, limits.events).await?
+    };
+    Ok(Some(RoundInput {
+        cursor,
+        next_retry_at: limits.more_due(due.len(), now).or(later),
+        due,
+        events,
+    }))
 }
 
 pub async fn next_retry_after(
