@@ -1,5 +1,4 @@
-//! `check_sqs` / `check_sns`: try a destination for real, through the destinations' own calls
-//! (only `destinations/` calls the AWS SDK).
+//! `check_sqs` / `check_sns`: try a destination for real, through the destinations' own calls.
 //!
 //! SQS: `GetQueueAttributes` (the queue exists and is readable with these credentials), then a
 //! batch of one `health.check` event. SNS: a single `Publish` of the same event. The test message
@@ -9,7 +8,7 @@ use hookrelay_core::{Target, Timestamp};
 use hookrelay_store::{App, StoredEvent};
 use serde_json::{Map, Value, json};
 
-use crate::aws::AwsClients;
+use crate::aws::{AwsClients, Service};
 use crate::destinations::sns::SnsDestination;
 use crate::destinations::sqs::SqsDestination;
 use crate::destinations::{Destination, Outgoing};
@@ -81,7 +80,10 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
             region,
             auth,
         } => {
-            let dest = SqsDestination::new(clients.sqs(region.as_str(), auth).await, queue_url);
+            let dest = SqsDestination::new(
+                clients.client(Service::Sqs, region.as_str(), auth).await,
+                queue_url,
+            );
             dest.read_attributes().await.map_err(|e| {
                 CheckFailure::from_call("reading the queue attributes failed. ", &e)
             })?;
@@ -98,7 +100,10 @@ pub async fn check(clients: &AwsClients, app: &App, target: &Target) -> Result<(
             region,
             auth,
         } => {
-            let dest = SnsDestination::new(clients.sns(region.as_str(), auth).await, topic_arn);
+            let dest = SnsDestination::new(
+                clients.client(Service::Sns, region.as_str(), auth).await,
+                topic_arn,
+            );
             // A single Publish, as Stream's check does ("publishing the message failed.").
             dest.publish_one(&event, &signer)
                 .await

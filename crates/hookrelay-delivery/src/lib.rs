@@ -7,9 +7,11 @@
 //! * `worker`: one hook's loop: each round reads after the cursor, plans, sends, settles and
 //!   records progress; `round` holds the pure plan and settle steps.
 //! * `outcome`: [`outcome::Outcome`], what one attempt of one entry came to, and the classifiers
-//!   that decide it from HTTP statuses, SQS/SNS entry errors and SDK errors.
-//! * `destinations/`: SQS and SNS (one module each), behind the [`destinations::Destination`] enum.
-//! * `aws`: client cache per region and credentials, and what an AWS error means.
+//!   that decide it from HTTP statuses, SQS/SNS entry errors and failed AWS calls.
+//! * `destinations/`: SQS, SNS and webhooks (one module each), behind the
+//!   [`destinations::Destination`] enum.
+//! * `aws`: SigV4-signed SQS/SNS calls on one pooled HTTP client, credentials per hook auth, and
+//!   what a failed AWS call was.
 //! * `pace`: a hook's rate limit, its reaction to throttling (AIMD) and its circuit breaker.
 //! * `batch`, `retry`: pure functions for packing batches and scheduling retries.
 //! * `signing`: [`signing::Signer`], a hook's signature headers and attributes (Stream or

@@ -1,6 +1,6 @@
 //! What one attempt to deliver one entry came to, decided once.
 //!
-//! Each destination reads its answer (an HTTP status, an SQS/SNS entry error, an SDK error) and
+//! Each destination reads its answer (an HTTP status, an SQS/SNS entry error, a failed AWS call) and
 //! turns it into an [`Outcome`] with the classifiers below; the worker's settle step
 //! (`round::settle`) is the one place that acts on outcomes. The line that matters: a
 //! *refusal* (the destination answered, and said no to this entry) never counts as "the
@@ -138,7 +138,7 @@ pub fn classify_entry_error(error: CallError) -> Outcome {
     }
 }
 
-/// A whole SDK call that failed (see `aws::call_error` for how SDK error kinds become codes):
+/// A whole AWS call that failed (see `aws::errors` for how failures become codes):
 /// a 400 naming invalid content is a refusal (of one of the entries, found by splitting the
 /// batch); everything else (timeouts, connection and dispatch failures, missing queues, access
 /// denied, throttling of the whole call, 5xx) says the destination cannot take anything now.
@@ -253,20 +253,20 @@ mod tests {
     }
 
     #[test]
-    fn sdk_call_errors() {
+    fn aws_call_errors() {
         let call = |code: &str, status: Option<u16>| CallError {
             http_status: status,
             ..CallError::new(code, "m")
         };
         for (error, expected) in [
-            // What `aws::call_error` makes of each SDK error kind.
+            // What `aws::errors` makes of calls without an answer.
             (call("timeout", None), "down"), // TimeoutError, dispatch timeout
             (call("connection", None), "down"), // DispatchFailure (io)
-            (call("dispatch", None), "down"), // DispatchFailure (other: credentials)
-            (call("request", None), "down"), // ConstructionFailure
-            (call("HTTP 502", Some(502)), "down"), // ResponseError
-            (call("unknown", None), "down"),
-            // ServiceError, by code.
+            (call("dispatch", None), "down"),
+            (call("credentials", None), "down"),
+            (call("request", None), "down"),       // signing failed
+            (call("HTTP 502", Some(502)), "down"), // an answer without an error body
+            // Answers with an error code.
             (
                 call("AWS.SimpleQueueService.NonExistentQueue", Some(400)),
                 "down",

@@ -1,5 +1,6 @@
 //! Where events go. One module per destination; each turns a batch of stored events into one
-//! SDK call and reports, per entry, whether it was delivered.
+//! call (an HTTP request, or an SQS/SNS call through `aws`) and reports, per entry, whether it
+//! was delivered.
 //!
 //! A closed set of destinations is an enum, not a trait object: the dispatcher matches on it in
 //! one place and each arm calls one module.
@@ -10,10 +11,12 @@ pub mod webhook;
 
 use hookrelay_core::event::is_valid_event_id;
 use hookrelay_core::limits::{AWS_MAX_BATCH_ENTRIES, AWS_MAX_MESSAGE_BYTES};
-use hookrelay_core::{EventHook, Target};
+use hookrelay_core::{EventHook, Target, Timestamp};
 use hookrelay_store::StoredEvent;
 
-use crate::aws::AwsClients;
+use std::borrow::Cow;
+
+use crate::aws::{AwsClients, Service};
 use crate::batch::aws_message_size;
 use crate::outcome::CallError;
 use crate::outcome::{Outcome, classify_call_error, classify_entry_error};
@@ -86,7 +89,7 @@ impl Destination {
                 region,
                 auth,
             } => Self::Sqs(sqs::SqsDestination::new(
-                clients.sqs(region.as_str(), auth).await,
+                clients.client(Service::Sqs, region.as_str(), auth).await,
                 queue_url,
             )),
             Target::Sns {
@@ -94,7 +97,7 @@ impl Destination {
                 region,
                 auth,
             } => Self::Sns(sns::SnsDestination::new(
-                clients.sns(region.as_str(), auth).await,
+                clients.client(Service::Sns, region.as_str(), auth).await,
                 topic_arn,
             )),
             Target::Webhook { url } => Self::Webhook(webhook::WebhookDestination::new(
@@ -166,10 +169,64 @@ pub fn fifo_group(event: &StoredEvent) -> &str {
 
 /// The body as text: stored payloads are JSON that was parsed from a `&str`, so always UTF-8
 /// (the strict check is much cheaper than the lossy one, which is only the fallback).
-pub fn body_text(event: &StoredEvent) -> String {
+pub fn body_str(event: &StoredEvent) -> Cow<'_, str> {
     match std::str::from_utf8(&event.payload) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(&event.payload).into_owned(),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(&event.payload),
+    }
+}
+
+/// The message attributes of one SQS/SNS message, in order: every one a `String`.
+#[derive(Debug, Default)]
+pub struct Attributes<'a>(Vec<(&'static str, Cow<'a, str>)>);
+
+impl<'a> Attributes<'a> {
+    pub fn new() -> Self {
+        Self(Vec::with_capacity(3))
+    }
+
+    pub fn push(&mut self, name: &'static str, value: Cow<'a, str>) {
+        self.0.push((name, value));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(name, value)| (*name, value.as_ref()))
+    }
+
+    /// The type, id and signature attributes of an event (`event_type` makes SNS subscription
+    /// filter policies work; `event_id` lets consumers de-duplicate).
+    pub fn of_event(event: &'a StoredEvent, signer: &Signer, now: Timestamp) -> Self {
+        let mut attributes = Self::new();
+        attributes.push(ATTR_EVENT_TYPE, event.event_type.as_str().into());
+        attributes.push(ATTR_EVENT_ID, event.id.as_str().into());
+        for (name, value) in signer.sign(&event.id, &event.payload, now) {
+            attributes.push(name, value.into());
+        }
+        attributes
+    }
+}
+
+/// SQS's JSON form: `{"name": {"DataType": "String", "StringValue": "…"}, …}`.
+impl serde::Serialize for Attributes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Value<'v> {
+            data_type: &'static str,
+            string_value: &'v str,
+        }
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.iter() {
+            map.serialize_entry(
+                name,
+                &Value {
+                    data_type: STRING_TYPE,
+                    string_value: value,
+                },
+            )?;
+        }
+        map.end()
     }
 }
 
@@ -193,10 +250,4 @@ pub(crate) fn outcomes(
         }
     }
     out
-}
-
-/// An SDK builder's error: a required field was missing. It cannot happen with the fields set
-/// here, but it is reported, never unwrapped.
-pub(crate) fn build_error(e: impl std::fmt::Display) -> CallError {
-    CallError::new("request", e.to_string())
 }

@@ -1,36 +1,83 @@
-//! SNS: `PublishBatch`, one event per notification, the event JSON as the `Message`.
+//! SNS: `PublishBatch` in the query protocol (a form body, an XML answer), one event per
+//! notification, the event JSON as the `Message`.
 
-use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use std::fmt::Write;
+
+use aws_smithy_xml::decode::{Document, ScopedDecoder, try_data};
 use hookrelay_core::Timestamp;
 use hookrelay_core::hook::TopicArn;
 use hookrelay_store::StoredEvent;
 
-use super::{
-    ATTR_EVENT_ID, ATTR_EVENT_TYPE, Outgoing, STRING_TYPE, body_text, build_error, fifo_group,
-    outcomes,
-};
-use crate::aws::call_error;
+use super::{Attributes, Outgoing, STRING_TYPE, body_str, fifo_group, outcomes};
+use crate::aws::{AwsClient, AwsRequest};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::signing::Signer;
 
+const FORM: &str = "application/x-www-form-urlencoded";
+const API_VERSION: &str = "2010-03-31";
+
 #[derive(Clone)]
 pub struct SnsDestination {
-    client: aws_sdk_sns::Client,
+    client: AwsClient,
     topic_arn: String,
     pub(super) fifo: bool,
 }
 
-fn attribute(value: &str) -> Result<MessageAttributeValue, CallError> {
-    MessageAttributeValue::builder()
-        .data_type(STRING_TYPE)
-        .string_value(value)
-        .build()
-        .map_err(build_error)
+/// A query-protocol body: `name=value` pairs, form-encoded.
+struct Form(String);
+
+impl Form {
+    fn new(action: &str, topic_arn: &str) -> Self {
+        let mut form = Self(String::with_capacity(2048));
+        form.add("Action", action);
+        form.add("Version", API_VERSION);
+        form.add("TopicArn", topic_arn);
+        form
+    }
+
+    fn add(&mut self, name: impl std::fmt::Display, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        let _ = write!(self.0, "{name}=");
+        self.0
+            .extend(form_urlencoded::byte_serialize(value.as_bytes()));
+    }
+
+    /// One message's fields under `prefix` (`PublishBatchRequestEntries.member.1.`, or nothing
+    /// for `Publish`).
+    fn message(
+        &mut self,
+        prefix: &str,
+        event: &StoredEvent,
+        attributes: &Attributes<'_>,
+        fifo: bool,
+    ) {
+        self.add(format_args!("{prefix}Message"), &body_str(event));
+        for (n, (name, value)) in attributes.iter().enumerate() {
+            let entry = format!("{prefix}MessageAttributes.entry.{}", n + 1);
+            self.add(format_args!("{entry}.Name"), name);
+            self.add(format_args!("{entry}.Value.DataType"), STRING_TYPE);
+            self.add(format_args!("{entry}.Value.StringValue"), value);
+        }
+        if fifo {
+            self.add(format_args!("{prefix}MessageGroupId"), fifo_group(event));
+            self.add(format_args!("{prefix}MessageDeduplicationId"), &event.id);
+        }
+    }
+
+    fn into_request(self) -> AwsRequest<'static> {
+        AwsRequest {
+            content_type: FORM,
+            target: None,
+            body: self.0.into_bytes(),
+        }
+    }
 }
 
 impl SnsDestination {
-    pub fn new(client: aws_sdk_sns::Client, topic_arn: &TopicArn) -> Self {
+    pub fn new(client: AwsClient, topic_arn: &TopicArn) -> Self {
         Self {
             client,
             topic_arn: topic_arn.to_string(),
@@ -40,37 +87,21 @@ impl SnsDestination {
 
     /// Publishes one event alone (`Publish`, not a batch), as Stream's `check_sns` does.
     pub async fn publish_one(&self, event: &StoredEvent, signer: &Signer) -> Result<(), CallError> {
-        let mut publish = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .message(body_text(event));
-        for (name, value) in Self::attributes(event, signer, Timestamp::now())? {
-            publish = publish.message_attributes(name, value);
-        }
-        if self.fifo {
-            publish = publish
-                .message_group_id(fifo_group(event))
-                .message_deduplication_id(&event.id);
-        }
-        publish.send().await.map(|_| ()).map_err(|e| call_error(&e))
+        let mut form = Form::new("Publish", &self.topic_arn);
+        let attributes = Attributes::of_event(event, signer, Timestamp::now());
+        form.message("", event, &attributes, self.fifo);
+        self.client.call(form.into_request()).await.map(|_| ())
     }
 
-    /// The type, id and signature attributes (`event_type` makes SNS subscription filter
-    /// policies work).
-    fn attributes(
-        event: &StoredEvent,
-        signer: &Signer,
-        now: Timestamp,
-    ) -> Result<Vec<(&'static str, MessageAttributeValue)>, CallError> {
-        let mut out = vec![
-            (ATTR_EVENT_TYPE, attribute(&event.event_type)?),
-            (ATTR_EVENT_ID, attribute(&event.id)?),
-        ];
-        for (name, value) in signer.sign(&event.id, &event.payload, now) {
-            out.push((name, attribute(&value)?));
+    fn batch_form(&self, batch: &[Outgoing], signer: &Signer, now: Timestamp) -> Form {
+        let mut form = Form::new("PublishBatch", &self.topic_arn);
+        for (i, outgoing) in batch.iter().enumerate() {
+            let prefix = format!("PublishBatchRequestEntries.member.{}.", i + 1);
+            form.add(format_args!("{prefix}Id"), &i.to_string());
+            let attributes = Attributes::of_event(&outgoing.event, signer, now);
+            form.message(&prefix, &outgoing.event, &attributes, self.fifo);
         }
-        Ok(out)
+        form
     }
 
     pub async fn send(
@@ -78,42 +109,140 @@ impl SnsDestination {
         batch: &[Outgoing],
         signer: &Signer,
     ) -> Result<Vec<Outcome>, CallError> {
-        let events = batch.iter().map(|o| &o.event);
-        let len = batch.len();
-        let now = Timestamp::now();
-        let mut entries = Vec::with_capacity(len);
-        for (i, event) in events.enumerate() {
-            let mut entry = PublishBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message(body_text(event));
-            for (name, value) in Self::attributes(event, signer, now)? {
-                entry = entry.message_attributes(name, value);
-            }
-            if self.fifo {
-                entry = entry
-                    .message_group_id(fifo_group(event))
-                    .message_deduplication_id(&event.id);
-            }
-            entries.push(entry.build().map_err(build_error)?);
-        }
-        let out = self
-            .client
-            .publish_batch()
-            .topic_arn(&self.topic_arn)
-            .set_publish_batch_request_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| call_error(&e))?;
+        let form = self.batch_form(batch, signer, Timestamp::now());
+        let answer = self.client.call(form.into_request()).await?;
+        let (successful, failed) = read_batch_answer(&answer).map_err(|e| {
+            CallError::new("response", format!("PublishBatch answer unreadable: {e}"))
+        })?;
         Ok(outcomes(
-            len,
-            out.successful
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|s| s.id),
-            out.failed
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| (f.id, CallError::new(f.code, f.message.unwrap_or_default()))),
+            batch.len(),
+            successful.into_iter(),
+            failed.into_iter(),
         ))
+    }
+}
+
+type BatchAnswer = (Vec<String>, Vec<(String, CallError)>);
+
+/// The ids of the successful and failed entries of a `PublishBatchResponse`.
+fn read_batch_answer(xml: &[u8]) -> Result<BatchAnswer, String> {
+    let text = std::str::from_utf8(xml).map_err(|e| e.to_string())?;
+    let mut doc = Document::new(text);
+    let mut root = doc.root_element().map_err(|e| e.to_string())?;
+    let (mut successful, mut failed) = (Vec::new(), Vec::new());
+    while let Some(mut tag) = root.next_tag() {
+        if !tag.start_el().matches("PublishBatchResult") {
+            continue;
+        }
+        while let Some(mut list) = tag.next_tag() {
+            let is_success = list.start_el().matches("Successful");
+            let is_failure = list.start_el().matches("Failed");
+            while let Some(mut member) = list.next_tag() {
+                let fields = member_fields(&mut member)?;
+                if is_success {
+                    successful.push(fields.id);
+                } else if is_failure {
+                    failed.push((fields.id, CallError::new(fields.code, fields.message)));
+                }
+            }
+        }
+    }
+    Ok((successful, failed))
+}
+
+#[derive(Default)]
+struct MemberFields {
+    id: String,
+    code: String,
+    message: String,
+}
+
+fn member_fields(member: &mut ScopedDecoder<'_, '_>) -> Result<MemberFields, String> {
+    let mut fields = MemberFields::default();
+    while let Some(mut field) = member.next_tag() {
+        let slot = match field.start_el().local() {
+            "Id" => &mut fields.id,
+            "Code" => &mut fields.code,
+            "Message" => &mut fields.message,
+            _ => continue,
+        };
+        *slot = try_data(&mut field)
+            .map_err(|e| e.to_string())?
+            .into_owned();
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_answer_names_its_successes_and_failures() {
+        let xml = br#"<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">
+          <PublishBatchResult>
+            <Successful><member><Id>0</Id><MessageId>m0</MessageId></member></Successful>
+            <Failed><member><Id>1</Id><Code>InvalidParameter</Code><Message>bad &amp; worse</Message><SenderFault>true</SenderFault></member></Failed>
+          </PublishBatchResult>
+          <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>
+        </PublishBatchResponse>"#;
+        let (ok, failed) = read_batch_answer(xml).unwrap();
+        assert_eq!(ok, ["0"]);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "1");
+        assert_eq!(
+            failed[0].1,
+            CallError::new("InvalidParameter", "bad & worse")
+        );
+        let empty = br#"<PublishBatchResponse><PublishBatchResult><Successful/><Failed/></PublishBatchResult></PublishBatchResponse>"#;
+        assert_eq!(read_batch_answer(empty).unwrap(), (vec![], vec![]));
+        assert!(read_batch_answer(b"not xml").is_err());
+    }
+
+    #[test]
+    fn a_batch_is_the_form_the_sns_api_takes() {
+        let event = StoredEvent {
+            seq: hookrelay_store::Seq(1),
+            id: "e 1".into(),
+            event_type: "message.new".into(),
+            cid: None,
+            created_at: Timestamp::from_millis(0),
+            payload: br#"{"type":"message.new","text":"a&b=c"}"#.to_vec().into(),
+        };
+        let signer = Signer::Stream {
+            app_secret: hookrelay_core::Secret::new("s"),
+        };
+        let arn: TopicArn = "arn:aws:sns:us-east-1:123456789012:t".parse().unwrap();
+        let dest = SnsDestination::new(AwsClient::for_tests(crate::aws::Service::Sns), &arn);
+        let form = dest.batch_form(
+            &[Outgoing { event, attempt: 1 }],
+            &signer,
+            Timestamp::from_millis(0),
+        );
+        let pairs: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(form.0.as_bytes())
+                .into_owned()
+                .collect();
+        let entry = "PublishBatchRequestEntries.member.1.";
+        assert_eq!(pairs["Action"], "PublishBatch");
+        assert_eq!(pairs["TopicArn"], arn.to_string());
+        assert_eq!(pairs[&format!("{entry}Id")], "0");
+        assert_eq!(
+            pairs[&format!("{entry}Message")],
+            r#"{"type":"message.new","text":"a&b=c"}"#
+        );
+        assert_eq!(
+            pairs[&format!("{entry}MessageAttributes.entry.1.Name")],
+            "event_type"
+        );
+        assert_eq!(
+            pairs[&format!("{entry}MessageAttributes.entry.2.Value.StringValue")],
+            "e 1"
+        );
+        assert_eq!(
+            pairs[&format!("{entry}MessageAttributes.entry.3.Name")],
+            "X-Signature"
+        );
+        assert!(!pairs.contains_key(&format!("{entry}MessageGroupId")));
     }
 }
