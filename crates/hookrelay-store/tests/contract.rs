@@ -10,8 +10,8 @@ use hookrelay_core::hook::input::{HookRequest, HookRules, parse_hook_request};
 use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use hookrelay_store::{
     AppHook, AppId, AppSettings, AttemptEvent, AttemptOutcome, AttemptRecord, Cursor,
-    DeadLetterReason, DeadLetterRecord, Epoch, Progress, RetryRecord, RoundLimits, Seq, Store,
-    StoreError,
+    DeadLetterReason, DeadLetterRecord, Epoch, Progress, RetryRecord, RoundInput, RoundLimits, Seq,
+    Store, StoreError,
 };
 use serde_json::json;
 
@@ -839,6 +839,109 @@ async fn the_delivery_log_answers_per_hook_and_per_event(backend: impl Backend) 
     assert!(store.app_hook(app, &h2.id).await.unwrap().is_none());
 }
 
+/// Round after round, a hook's worker is told of new events, of the retries it scheduled once
+/// they come due, of dead letters replayed, and of its hook being deleted: however the store
+/// spares itself reads between rounds, nothing is missed.
+async fn rounds_see_new_events_due_retries_replays_and_deletion(backend: impl Backend) {
+    let store = backend.open().await;
+    let (app, h) = app_with_hook(&*store).await;
+    let epoch = own(&*store, &h.id).await;
+    let limits = RoundLimits {
+        retries: 10,
+        events: 10,
+    };
+    let mut cursor = store.cursor(&h.id).await.unwrap().unwrap();
+    let ids =
+        |input: &RoundInput| -> Vec<String> { input.events.iter().map(|e| e.id.clone()).collect() };
+    let now = Timestamp::now();
+    let input = store
+        .round_input(&h.id, app, cursor, now, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(input.events.is_empty() && input.due.is_empty());
+
+    store
+        .append(app, vec![event("e1", "t"), event("e2", "t")])
+        .await
+        .unwrap();
+    let input = store
+        .round_input(&h.id, app, cursor, now, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&input), ["e1", "e2"]);
+    assert_eq!(
+        input.events[1].payload.as_ref(),
+        br#"{"id":"e2","type":"t"}"#
+    );
+    // e1 delivered, e2 failed: retried in 5 s.
+    let mut p = Progress::new(h.id.clone(), epoch);
+    p.cursor = Some(Seq(2));
+    p.retries.push(retry(2, 1, 5_000, "HTTP 503"));
+    store.record_progress(p).await.unwrap();
+    cursor.seq = Seq(2);
+
+    store.append(app, vec![event("e3", "t")]).await.unwrap();
+    let input = store
+        .round_input(&h.id, app, cursor, now, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((ids(&input), input.due.len()), (vec!["e3".to_owned()], 0));
+    let retry_at = input.next_retry_at.expect("the scheduled retry").millis();
+    assert!((now.millis() + 4_000..=now.millis() + 6_000).contains(&retry_at));
+    let later = now.saturating_add_millis(6_000);
+    let input = store
+        .round_input(&h.id, app, cursor, later, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(input.due.len(), 1, "due once its time comes");
+    assert_eq!(input.due[0].event.id, "e2");
+
+    // e2 and e3 dead-lettered; a replay makes them due at once.
+    let mut p = Progress::new(h.id.clone(), epoch);
+    p.cursor = Some(Seq(3));
+    p.retries_done.push(Seq(2));
+    for e in store.read_events(app, Seq(1), 2).await.unwrap() {
+        p.dead_letters.push(DeadLetterRecord {
+            event: e,
+            reason: DeadLetterReason::RetriesExhausted,
+            attempts: 3,
+            last_error: "HTTP 500".into(),
+        });
+    }
+    store.record_progress(p).await.unwrap();
+    cursor.seq = Seq(3);
+    let input = store
+        .round_input(&h.id, app, cursor, later, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(input.events.is_empty() && input.due.is_empty());
+    let replayed = store
+        .replay_dead_letters(&of_app(&*store, app, &h.id).await, None)
+        .await
+        .unwrap();
+    assert_eq!(replayed.len(), 2);
+    let input = store
+        .round_input(&h.id, app, cursor, Timestamp::now(), limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(input.due.len(), 2, "replayed entries are due at once");
+
+    store.replace_hooks(app, vec![]).await.unwrap();
+    assert!(
+        store
+            .round_input(&h.id, app, cursor, later, limits)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 contract_tests!(
     the_delivery_log_answers_per_hook_and_per_event,
     an_app_can_rotate_its_secret_and_be_deleted_with_all_it_holds,
@@ -848,6 +951,7 @@ contract_tests!(
     progress_moves_cursor_retries_and_dead_letters_together,
     garbage_collection_spares_what_a_hook_still_needs,
     rewind_fences_rounds_started_before_it,
+    rounds_see_new_events_due_retries_replays_and_deletion,
     pause_and_dead_letter_replay
 );
 

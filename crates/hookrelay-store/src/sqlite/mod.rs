@@ -8,7 +8,10 @@
 //! collection) run one by one in their own transaction on the same thread.
 //!
 //! Reads never wait for the writer: WAL lets a small pool of read connections see the last
-//! committed state while a write is in progress. They run on tokio's blocking threads.
+//! committed state while a write is in progress. They run on tokio's blocking threads. A
+//! delivery round close behind the head reads nothing from the database: the newest events are
+//! kept in memory as they commit, and what the hook's last full read showed holds until a write
+//! other than appends and progress changes the store (`recent`).
 //!
 //! # Durability
 //! `synchronous = FULL` in WAL mode syncs the log on every commit, so a reply sent after commit
@@ -22,6 +25,7 @@ mod attempts;
 mod events;
 mod hooks;
 mod progress;
+mod recent;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +37,7 @@ use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use self::recent::{RECENT_EVENT_BYTES, RecentEvents, RoundViews};
 use crate::{
     App, AppHook, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter,
     DueRetry, EventTrace, HookBacklog, HookRecord, Progress, Result, RoundInput, RoundLimits,
@@ -75,6 +80,8 @@ pub struct SqliteStore {
     secrets: SecretBox,
     appended: Arc<watch::Sender<Seq>>,
     config: watch::Sender<u64>,
+    recent: Arc<RecentEvents>,
+    views: Arc<RoundViews>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -137,10 +144,14 @@ impl SqliteStore {
         let head = events::high_water_mark(&conn)?;
         let appended = Arc::new(watch::Sender::new(head));
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let thread_appended = appended.clone();
+        let recent = Arc::new(RecentEvents::new(head, RECENT_EVENT_BYTES));
+        let committed = Committed {
+            appended: appended.clone(),
+            recent: recent.clone(),
+        };
         std::thread::Builder::new()
             .name("hookrelay-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &thread_appended))?;
+            .spawn(move || writer_loop(conn, rx, &committed))?;
         Ok(Self {
             writer: tx,
             readers: Arc::new(Readers {
@@ -150,11 +161,25 @@ impl SqliteStore {
             secrets,
             appended,
             config: watch::Sender::new(0),
+            recent,
+            views: Arc::default(),
         })
     }
 
-    /// Runs `f` on the writer thread, in its own transaction.
+    /// Runs `f` on the writer thread, in its own transaction. Such writes (hooks, settings, a
+    /// rewind, a replay, garbage collection) may change cursors and retries behind the workers'
+    /// backs: their rounds' views are stale from before the write until after it.
     async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.views.invalidate();
+        let result = self.write_job(f).await;
+        self.views.invalidate();
+        result
+    }
+
+    async fn write_job<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -214,11 +239,13 @@ impl Readers {
     }
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<WriteOp>,
-    appended: &watch::Sender<Seq>,
-) {
+/// Who hears of committed appends: the workers (the new head) and the recent events.
+struct Committed {
+    appended: Arc<watch::Sender<Seq>>,
+    recent: Arc<RecentEvents>,
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, committed: &Committed) {
     let mut held: Option<WriteOp> = None;
     let mut synchronous = Synchronous::Full;
     loop {
@@ -256,7 +283,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group, appended, &mut synchronous);
+        commit_group(&mut conn, group, committed, &mut synchronous);
     }
 }
 
@@ -343,7 +370,7 @@ fn apply_group(
 fn commit_group(
     conn: &mut Connection,
     group: Vec<WriteOp>,
-    appended: &watch::Sender<Seq>,
+    committed: &Committed,
     synchronous: &mut Synchronous,
 ) {
     let now = Timestamp::now();
@@ -387,9 +414,14 @@ fn commit_group(
             _ => None,
         })
         .max();
+    for (w, result) in work.into_iter().zip(&results) {
+        if let (Work::Append { app, events }, Ok(Done::Appended(list))) = (w, result) {
+            committed.recent.push(app, stored_events(events, list, now));
+        }
+    }
     // Wake the workers before answering, so that whoever sees the reply also sees the new head.
     if let Some(seq) = max_seq {
-        appended.send_replace(seq);
+        committed.appended.send_replace(seq);
     }
     for (reply, result) in replies.into_iter().zip(results) {
         match (reply, result) {
@@ -400,6 +432,27 @@ fn commit_group(
             _ => unreachable!("each operation's result matches its kind"),
         }
     }
+}
+
+/// Appended events as the log now holds them (duplicates of events already in it are not new).
+fn stored_events(
+    events: Vec<PreparedEvent>,
+    appended: &[Appended],
+    now: Timestamp,
+) -> impl Iterator<Item = StoredEvent> {
+    events
+        .into_iter()
+        .zip(appended.iter().map(|a| a.seq))
+        .filter_map(move |(e, seq)| {
+            Some(StoredEvent {
+                seq: seq?,
+                id: e.id,
+                event_type: e.event_type,
+                cid: e.cid,
+                created_at: now,
+                payload: e.payload.into(),
+            })
+        })
 }
 
 #[async_trait]
@@ -469,6 +522,7 @@ impl Store for SqliteStore {
                 apps::delete(tx, id)
             })
             .await?;
+        self.recent.forget_app(id);
         self.config.send_modify(|n| *n += 1);
         Ok(deleted)
     }
@@ -507,6 +561,9 @@ impl Store for SqliteStore {
     }
 
     async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+        if let Some(events) = self.recent.read_after(app, after, limit) {
+            return Ok(events);
+        }
         self.read(move |c| events::read_after(c, app, after, limit))
             .await
     }
@@ -532,25 +589,56 @@ impl Store for SqliteStore {
         now: Timestamp,
         limits: RoundLimits,
     ) -> Result<Option<RoundInput>> {
-        let hook = hook.clone();
-        self.read(move |c| {
-            let Some(stored) = progress::cursor(c, &hook)? else {
-                return Ok(None);
-            };
-            let cursor = known.or_rewound(stored);
-            let due = progress::due_retries(c, &hook, now, limits.retries)?;
-            let next_retry_at = match limits.more_due(due.len(), now) {
-                Some(at) => Some(at),
-                None => progress::next_retry_after(c, &hook, now)?,
-            };
-            Ok(Some(RoundInput {
-                cursor,
-                due,
-                events: events::read_after(c, app, cursor.seq, limits.events)?,
+        // Nothing changed since the hook's last full read and no retry is due: the events are
+        // all the round needs, and memory may hold them.
+        if let Some(next_retry_at) = self.views.nothing_due(hook, known, now)
+            && let Some(events) = self.recent.read_after(app, known.seq, limits.events)
+        {
+            return Ok(Some(RoundInput {
+                cursor: known,
+                due: Vec::new(),
+                events,
                 next_retry_at,
-            }))
-        })
-        .await
+            }));
+        }
+        let generation = self.views.generation();
+        let recent = self.recent.clone();
+        let id = hook.clone();
+        let input = self
+            .read(move |c| {
+                let Some(stored) = progress::cursor(c, &id)? else {
+                    return Ok(None);
+                };
+                let cursor = known.or_rewound(stored);
+                let due = progress::due_retries(c, &id, now, limits.retries)?;
+                let next_retry_at = match limits.more_due(due.len(), now) {
+                    Some(at) => Some(at),
+                    None => progress::next_retry_after(c, &id, now)?,
+                };
+                let events = match recent.read_after(app, cursor.seq, limits.events) {
+                    Some(events) => events,
+                    None => events::read_after(c, app, cursor.seq, limits.events)?,
+                };
+                Ok(Some(RoundInput {
+                    cursor,
+                    due,
+                    events,
+                    next_retry_at,
+                }))
+            })
+            .await?;
+        if let Some(input) = &input {
+            let took_due = !input.due.is_empty();
+            self.views.saw(
+                hook,
+                generation,
+                input.cursor,
+                took_due,
+                input.next_retry_at,
+                now,
+            );
+        }
+        Ok(input)
     }
 
     async fn due_retries(
@@ -574,7 +662,11 @@ impl Store for SqliteStore {
         if progress.is_empty() {
             return Ok(());
         }
-        crate::ask_writer(&self.writer, |reply| WriteOp::Progress { progress, reply }).await
+        let hook = progress.hook.clone();
+        let earliest_retry = progress.retries.iter().map(|r| r.next_attempt_at).min();
+        crate::ask_writer(&self.writer, |reply| WriteOp::Progress { progress, reply }).await?;
+        self.views.recorded(&hook, earliest_retry);
+        Ok(())
     }
 
     async fn dead_letters(
@@ -721,6 +813,10 @@ impl Store for SqliteStore {
             if n < GC_SLICE {
                 break;
             }
+        }
+        if total > 0 {
+            // Deleted events are read from nowhere, memory included.
+            self.recent.forget_all();
         }
         // The delivery log is kept as long as the events it describes.
         while self
