@@ -278,6 +278,7 @@ pub async fn rate_limit(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         .max()
         .unwrap_or_default();
     let unlimited_secs = done as f64 / 1e9 - started.as_secs_f64();
+    let cpu = server.cpu_seconds();
     let mean = per_second.iter().sum::<f64>() / per_second.len().max(1) as f64;
     let min = per_second.iter().copied().fold(f64::INFINITY, f64::min);
     let max = per_second.iter().copied().fold(0.0, f64::max);
@@ -285,6 +286,8 @@ pub async fn rate_limit(bin: &Path, sizes: &Sizes) -> anyhow::Result<Outcome> {
         scenario: "rate-limit".into(),
         events: n,
         delivered_per_s: Some(n as f64 / unlimited_secs),
+        // Per event ingested: the unlimited hook has delivered them all, the limited one a few.
+        cpu_us_per_event: cpu.map(|s| s * 1e6 / n as f64),
         note: format!(
             "webhook hook limited to {LIMIT}/s: {mean:.1}/s mean, {min:.0} to {max:.0} per second over {seconds} s ({}); deliver/s = the unlimited SQS hook of the same app",
             per_second
@@ -472,6 +475,7 @@ pub async fn baseline(sizes: &Sizes) -> anyhow::Result<Outcome> {
     let client = aws_sdk_sqs::Client::from_conf(conf);
     let body = "x".repeat(1000);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = server::cpu_seconds_of("self");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -506,6 +510,9 @@ pub async fn baseline(sizes: &Sizes) -> anyhow::Result<Outcome> {
         t.await??;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = server::cpu_seconds_of("self")
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
     if !all_delivered(&arrivals, 1, n) {
         bail!("baseline: not every message arrived");
     }
@@ -513,7 +520,8 @@ pub async fn baseline(sizes: &Sizes) -> anyhow::Result<Outcome> {
         scenario: "baseline".into(),
         events: n,
         delivered_per_s: Some(n as f64 / secs),
-        note: "AWS SDK straight to the receiver: SendMessageBatch of 10 x 1 KB, 8 in flight".into(),
+        cpu_us_per_event: cpu.map(|s| s * 1e6 / n as f64),
+        note: "AWS SDK straight to the receiver: SendMessageBatch of 10 x 1 KB, 8 in flight; CPU = the SDK client and the receiver together (this process)".into(),
         ..Outcome::default()
     })
 }

@@ -211,14 +211,7 @@ impl Server {
 
     /// CPU time the process has used (user + system), in seconds.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // Fields after the command name (which may hold spaces, hence the last ')'): utime and
-        // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+        cpu_seconds_of(&self.pid.to_string())
     }
 
     /// Asks the server to stop (SIGTERM) and waits until it has.
@@ -294,4 +287,15 @@ pub fn sns_hook(i: usize) -> Value {
 
 pub fn webhook_hook(port: u16, i: usize) -> Value {
     json!({"enabled": true, "hook_type": "webhook", "webhook_url": format!("http://127.0.0.1:{port}/hook/{i}")})
+}
+
+/// CPU time (user + system) of a process (`self` for this one), in seconds.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces, hence the last ')'): utime and
+    // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
