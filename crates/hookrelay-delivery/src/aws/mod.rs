@@ -282,12 +282,12 @@ impl AwsClient {
             .await
             .map_err(|e| transport_error(&e))?;
         let status = answer.status().as_u16();
-        let response_headers = answer.headers().clone();
+        // Headers are read only to explain a failure (SQS's error code travels in one).
+        let failure_headers = (!(200..300).contains(&status)).then(|| answer.headers().clone());
         let body = answer.bytes().await.map_err(|e| transport_error(&e))?;
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(error_from_answer(status, &response_headers, &body))
+        match failure_headers {
+            None => Ok(body),
+            Some(headers) => Err(error_from_answer(status, &headers, &body)),
         }
     }
 
