@@ -126,7 +126,7 @@ pub struct TestReport {
 pub async fn send_test_event(destination: &Destination, signer: &Signer) -> TestReport {
     let event = health_check_event();
     let outgoing = Outgoing {
-        event: event.clone(),
+        event: &event,
         attempt: 1,
     };
     let started = std::time::Instant::now();
@@ -155,10 +155,7 @@ async fn send_one(
     signer: &Signer,
     prefix: &str,
 ) -> Result<(), CheckFailure> {
-    let outgoing = Outgoing {
-        event: event.clone(),
-        attempt: 1,
-    };
+    let outgoing = Outgoing { event, attempt: 1 };
     match dest
         .send(std::slice::from_ref(&outgoing), signer)
         .await

@@ -549,7 +549,7 @@ impl SendCall {
         let outgoing: Vec<Outgoing> = batch
             .iter()
             .map(|i| Outgoing {
-                event: i.event.clone(),
+                event: &i.event,
                 attempt: i.attempt(),
             })
             .collect();
@@ -654,7 +654,7 @@ where
 }
 
 /// The event ids of a call, for its span: the first few, and how many more.
-struct EventIds<'a>(&'a [Outgoing]);
+struct EventIds<'a>(&'a [Outgoing<'a>]);
 
 impl std::fmt::Display for EventIds<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -31,9 +31,9 @@ pub const ATTR_EVENT_ID: &str = "event_id";
 pub const STRING_TYPE: &str = "String";
 
 /// An event on its way, with the number of this attempt (1 for the first).
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub event: StoredEvent,
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub event: &'a StoredEvent,
     pub attempt: u32,
 }
 
@@ -148,7 +148,7 @@ impl Destination {
 
     /// Sends one batch (within [`Destination::limits`]) and gives one outcome per event, in
     /// order. A batch call that failed as a whole gives every entry that call's outcome.
-    pub async fn send(&self, batch: &[Outgoing], signer: &Signer) -> Vec<Outcome> {
+    pub async fn send(&self, batch: &[Outgoing<'_>], signer: &Signer) -> Vec<Outcome> {
         let call = match self {
             Self::Sqs(d) => d.send(batch, signer).await,
             Self::Sns(d) => d.send(batch, signer).await,
@@ -227,6 +227,15 @@ impl serde::Serialize for Attributes<'_> {
             )?;
         }
         map.end()
+    }
+}
+
+/// The id of a batch entry: its index in the batch (`"0"` to `"9"` in every full batch).
+pub(crate) fn entry_id(index: usize) -> Cow<'static, str> {
+    const IDS: [&str; AWS_MAX_BATCH_ENTRIES] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match IDS.get(index) {
+        Some(id) => Cow::Borrowed(id),
+        None => Cow::Owned(index.to_string()),
     }
 }
 

@@ -8,7 +8,7 @@ use hookrelay_core::Timestamp;
 use hookrelay_core::hook::TopicArn;
 use hookrelay_store::StoredEvent;
 
-use super::{Attributes, Outgoing, STRING_TYPE, body_str, fifo_group, outcomes};
+use super::{Attributes, Outgoing, STRING_TYPE, body_str, entry_id, fifo_group, outcomes};
 use crate::aws::{AwsClient, AwsRequest};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
@@ -93,20 +93,20 @@ impl SnsDestination {
         self.client.call(form.into_request()).await.map(|_| ())
     }
 
-    fn batch_form(&self, batch: &[Outgoing], signer: &Signer, now: Timestamp) -> Form {
+    fn batch_form(&self, batch: &[Outgoing<'_>], signer: &Signer, now: Timestamp) -> Form {
         let mut form = Form::new("PublishBatch", &self.topic_arn);
         for (i, outgoing) in batch.iter().enumerate() {
             let prefix = format!("PublishBatchRequestEntries.member.{}.", i + 1);
-            form.add(format_args!("{prefix}Id"), &i.to_string());
-            let attributes = Attributes::of_event(&outgoing.event, signer, now);
-            form.message(&prefix, &outgoing.event, &attributes, self.fifo);
+            form.add(format_args!("{prefix}Id"), &entry_id(i));
+            let attributes = Attributes::of_event(outgoing.event, signer, now);
+            form.message(&prefix, outgoing.event, &attributes, self.fifo);
         }
         form
     }
 
     pub async fn send(
         &self,
-        batch: &[Outgoing],
+        batch: &[Outgoing<'_>],
         signer: &Signer,
     ) -> Result<Vec<Outcome>, CallError> {
         let form = self.batch_form(batch, signer, Timestamp::now());
@@ -215,7 +215,10 @@ mod tests {
         let arn: TopicArn = "arn:aws:sns:us-east-1:123456789012:t".parse().unwrap();
         let dest = SnsDestination::new(AwsClient::for_tests(crate::aws::Service::Sns), &arn);
         let form = dest.batch_form(
-            &[Outgoing { event, attempt: 1 }],
+            &[Outgoing {
+                event: &event,
+                attempt: 1,
+            }],
             &signer,
             Timestamp::from_millis(0),
         );

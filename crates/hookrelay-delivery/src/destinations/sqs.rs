@@ -6,7 +6,7 @@ use hookrelay_core::hook::QueueUrl;
 use hookrelay_store::StoredEvent;
 use serde::{Deserialize, Serialize};
 
-use super::{Attributes, Outgoing, body_str, fifo_group, outcomes};
+use super::{Attributes, Outgoing, body_str, entry_id, fifo_group, outcomes};
 use crate::aws::{AwsClient, AwsRequest};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
@@ -31,7 +31,7 @@ struct SendMessageBatch<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Entry<'a> {
-    id: String,
+    id: std::borrow::Cow<'static, str>,
     message_body: std::borrow::Cow<'a, str>,
     message_attributes: Attributes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +99,7 @@ impl SqsDestination {
         now: Timestamp,
     ) -> Entry<'a> {
         Entry {
-            id: index.to_string(),
+            id: entry_id(index),
             message_body: body_str(event),
             message_attributes: Attributes::of_event(event, signer, now),
             message_group_id: self.fifo.then(|| fifo_group(event)),
@@ -108,13 +108,13 @@ impl SqsDestination {
     }
 
     /// The request body of one batch.
-    fn batch_body(&self, batch: &[Outgoing], signer: &Signer, now: Timestamp) -> Vec<u8> {
+    fn batch_body(&self, batch: &[Outgoing<'_>], signer: &Signer, now: Timestamp) -> Vec<u8> {
         let request = SendMessageBatch {
             queue_url: &self.queue_url,
             entries: batch
                 .iter()
                 .enumerate()
-                .map(|(i, o)| self.entry(i, &o.event, signer, now))
+                .map(|(i, o)| self.entry(i, o.event, signer, now))
                 .collect(),
         };
         serde_json::to_vec(&request).expect("a request of strings always serialises")
@@ -122,7 +122,7 @@ impl SqsDestination {
 
     pub async fn send(
         &self,
-        batch: &[Outgoing],
+        batch: &[Outgoing<'_>],
         signer: &Signer,
     ) -> Result<Vec<Outcome>, CallError> {
         let body = self.batch_body(batch, signer, Timestamp::now());
@@ -165,7 +165,10 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             payload: br#"{"type":"message.new","text":"a \"quote\""}"#.to_vec().into(),
         };
-        let outgoing = [Outgoing { event, attempt: 1 }];
+        let outgoing = [Outgoing {
+            event: &event,
+            attempt: 1,
+        }];
         let signer = Signer::Stream {
             app_secret: hookrelay_core::Secret::new("s"),
         };

@@ -147,7 +147,7 @@ impl WebhookDestination {
     }
 
     /// Sends each event as its own request (the worker gives one per batch).
-    pub async fn send(&self, batch: &[Outgoing], signer: &Signer) -> Vec<Outcome> {
+    pub async fn send(&self, batch: &[Outgoing<'_>], signer: &Signer) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for out in batch {
             outcomes.push(self.post(out, signer).await);
@@ -155,7 +155,7 @@ impl WebhookDestination {
         outcomes
     }
 
-    async fn post(&self, out: &Outgoing, signer: &Signer) -> Outcome {
+    async fn post(&self, out: &Outgoing<'_>, signer: &Signer) -> Outcome {
         let url = match reqwest::Url::parse(&self.url) {
             Ok(url) => url,
             Err(e) => {
