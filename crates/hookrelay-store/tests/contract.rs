@@ -875,6 +875,11 @@ async fn rounds_see_new_events_due_retries_replays_and_deletion(backend: impl Ba
         input.events[1].payload.as_ref(),
         br#"{"id":"e2","type":"t"}"#
     );
+    assert_eq!(
+        input.events[1].created_at.nanos() % 1_000_000,
+        0,
+        "times as the log keeps them: milliseconds"
+    );
     // e1 delivered, e2 failed: retried in 5 s.
     let mut p = Progress::new(h.id.clone(), epoch);
     p.cursor = Some(Seq(2));

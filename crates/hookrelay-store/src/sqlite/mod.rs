@@ -440,6 +440,8 @@ fn stored_events(
     appended: &[Appended],
     now: Timestamp,
 ) -> impl Iterator<Item = StoredEvent> {
+    // As the table holds it: milliseconds, so an event reads the same from memory or disk.
+    let created_at = Timestamp::from_millis(now.millis());
     events
         .into_iter()
         .zip(appended.iter().map(|a| a.seq))
@@ -449,7 +451,7 @@ fn stored_events(
                 id: e.id,
                 event_type: e.event_type,
                 cid: e.cid,
-                created_at: now,
+                created_at,
                 payload: e.payload.into(),
             })
         })
