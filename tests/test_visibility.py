@@ -134,6 +134,7 @@ def shot(driver, name):
 
 def test_the_console_signs_in_shows_a_hook_failing_and_replays_a_dead_letter(server_factory):
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     server = server_factory(config=FAST_RETRIES.replace("[delivery]", '[delivery]\nretry_window = "1s"'))
@@ -145,7 +146,9 @@ def test_the_console_signs_in_shows_a_hook_failing_and_replays_a_dead_letter(ser
     wait_until(lambda: hook_status(server, "orders")["delivered"] == 5, what="the first deliveries")
 
     driver = chromium_driver()
-    wait = WebDriverWait(driver, 30, poll_frequency=0.2)
+    # The console redraws its tables on every refresh, so an element found a moment ago may be
+    # gone when it is read: the wait looks again instead of failing.
+    wait = WebDriverWait(driver, 30, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
     try:
         driver.get(f"{server.url}/console")
         wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
@@ -177,12 +180,13 @@ def test_the_console_signs_in_shows_a_hook_failing_and_replays_a_dead_letter(ser
         shot(driver, "hooks-failing")
 
         # One hook: its attempts with the receiver's answers, then dead letters to replay.
-        driver.find_element(By.LINK_TEXT, "orders").click()
+        wait.until(lambda d: d.find_element(By.LINK_TEXT, "orders").click() or True)
         wait.until(lambda d: "receiver says no" in d.find_element(By.ID, "attempts").text)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#dead-letters button[data-replay="fail-1"]'))
         shot(driver, "hook")
         broken["value"] = False
-        driver.find_element(By.CSS_SELECTOR, '#dead-letters button[data-replay="fail-1"]').click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#dead-letters button[data-replay="fail-1"]').click()
+                   or True)
         wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#dead-letters button[data-replay="fail-1"]'))
         wait_until(lambda: trace(server, "fail-1")[0]["orders"]["state"] == "delivered",
                    what="the replayed dead letter delivered")
@@ -197,10 +201,10 @@ def test_the_console_signs_in_shows_a_hook_failing_and_replays_a_dead_letter(ser
         search = driver.find_element(By.ID, "event-id")
         search.send_keys("fail-1\n")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#event-hooks tr[data-hook-id="orders"] .state'))
-        states = {r.get_attribute("data-hook-id"): r.find_element(By.CSS_SELECTOR, ".state").text
-                  for r in driver.find_elements(By.CSS_SELECTOR, "#event-hooks tbody tr")}
+        states = wait.until(lambda d: {r.get_attribute("data-hook-id"): r.find_element(By.CSS_SELECTOR, ".state").text
+                                       for r in d.find_elements(By.CSS_SELECTOR, "#event-hooks tbody tr")})
         assert states == {"orders": "delivered", "audit": "filtered out"}, states
-        assert "message.new" in driver.find_element(By.ID, "event-payload").text
+        assert "message.new" in wait.until(lambda d: d.find_element(By.ID, "event-payload").text)
         shot(driver, "event")
 
         # Phone width: the page still fits.
