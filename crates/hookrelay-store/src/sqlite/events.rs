@@ -24,20 +24,25 @@ pub fn append(
     events: &[PreparedEvent],
     now: Timestamp,
 ) -> Result<Vec<Appended>> {
+    // Not `RETURNING seq`: SQLite gathers RETURNING rows in a temporary table, which cost
+    // more than the insert itself; a row inserted is the connection's last rowid instead.
     let mut stmt = conn.prepare_cached(
         "INSERT INTO events (app_id, event_id, type, cid, created_ms, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (app_id, event_id) DO NOTHING
-         RETURNING seq",
+         ON CONFLICT (app_id, event_id) DO NOTHING",
     )?;
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let seq: Option<Seq> = stmt
-            .query_row(
-                params![app, e.id, e.event_type, e.cid, now.millis(), e.payload],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let inserted = stmt.execute(params![
+            app,
+            e.id,
+            e.event_type,
+            e.cid,
+            now.millis(),
+            e.payload
+        ])?;
+        // No row inserted: the id was already in the log (a re-sent event).
+        let seq = (inserted == 1).then(|| Seq(conn.last_insert_rowid()));
         out.push(Appended {
             id: e.id.clone(),
             seq,
