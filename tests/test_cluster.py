@@ -18,7 +18,8 @@ import time
 import uuid
 
 from cluster import Cluster, assert_one_node_at_a_time, drain_all, psql, slow_producer
-from conftest import BIN, sqs_hook, wait_until
+from conftest import BIN, sqs_hook, wait_until, webhook_hook
+from receiver import Answer, Receiver
 
 
 def test_three_nodes_share_hooks_and_survive_a_kill(tmp_path, moto, database):
@@ -128,6 +129,27 @@ def test_a_node_paused_past_its_lease_sends_nothing_stale(tmp_path, moto, databa
         assert "hook lease not held" in a.log() or "hook worker stopped" in a.log()
     finally:
         cluster.stop()
+
+
+def test_a_receiver_slower_than_a_lease_renewal_gets_each_event_once(tmp_path, moto, database):
+    # Leases of 2 s are renewed every 0.5 s; a send began under one renewal must not be cut off
+    # (and sent again) when that renewal's deadline passes while later ones hold the hook.
+    cluster = Cluster(tmp_path, moto, database, 1, lease_ttl="2s")
+    receiver = Receiver(lambda r: Answer(200, delay=3.0)).start()
+    try:
+        [node] = cluster.nodes
+        node.set_hooks([webhook_hook(receiver.url)])
+        wait_until(lambda: all(cluster.owners(node).values()), timeout=30, what="the hook leased")
+        node.send_events([{"id": f"slow-{i}", "type": "message.new"} for i in range(2)])
+        wait_until(lambda: len(receiver.requests) >= 2, timeout=30, what="both events at the receiver")
+        # Long enough for a send cut short to have been retried (backoff 1 s) and arrive again.
+        time.sleep(4.5)
+        ids = [r.headers.get("x-webhook-id") for r in receiver.requests]
+        assert sorted(ids) == ["slow-0", "slow-1"], ids
+        assert "lease_lost" not in node.log()
+    finally:
+        cluster.stop()
+        receiver.stop()
 
 
 def test_a_change_through_one_node_reaches_the_owner_within_a_second(tmp_path, moto, database):

@@ -424,6 +424,7 @@ impl Worker {
                     signer: self.signer.clone(),
                     hook_id: self.hook.id.clone(),
                     lease,
+                    store: self.store.clone(),
                     epoch: sending.epoch,
                     // The call runs in a task of its own: its span goes under the round's.
                     round_span: tracing::Span::current(),
@@ -538,6 +539,8 @@ struct SendCall {
     signer: Signer,
     hook_id: hookrelay_core::HookId,
     lease: Lease,
+    /// Asked for the lease again when the one the send began under runs out.
+    store: Arc<dyn Store>,
     epoch: Epoch,
     round_span: tracing::Span,
 }
@@ -558,7 +561,8 @@ impl SendCall {
         let span = tracing::debug_span!(parent: &self.round_span, "attempt", hook_id = %self.hook_id,
             event_ids = %EventIds(&outgoing), attempt = outgoing.first().map_or(1, |o| o.attempt));
         let send = self.destination.send(&outgoing, &self.signer);
-        let outcomes = within_lease(self.lease, outgoing.len(), send)
+        let renewed = || self.store.lease(&self.hook_id);
+        let outcomes = within_lease(self.lease, renewed, outgoing.len(), send)
             .instrument(span.clone())
             .await;
         let duration_us = clock.elapsed().as_micros() as u64;
@@ -624,29 +628,48 @@ fn refused_as_a_whole(outcomes: &[Outcome]) -> bool {
 /// Runs a send while the lease lasts. The deadline is checked before the send is polled, not
 /// only by a timer: after a pause (SIGSTOP, a stalled VM) the expired lease wins over a send
 /// that would otherwise go out first. A send cut short counts as failed (the round is fenced
-/// anyway), and one that finishes after the deadline is not trusted either.
-async fn within_lease<F>(lease: Lease, entries: usize, send: F) -> Vec<Outcome>
+/// anyway), and one that finishes after the deadline is not trusted either. When the deadline
+/// the send began under passes, `renewed` gives the lease as it stands: renewals meanwhile
+/// extend it, so a receiver slower than one renewal period is waited for, not cut off (and its
+/// events sent again) while this node still holds the hook.
+async fn within_lease<F>(
+    lease: Lease,
+    renewed: impl Fn() -> Lease,
+    entries: usize,
+    send: F,
+) -> Vec<Outcome>
 where
     F: Future<Output = Vec<Outcome>>,
 {
-    let Lease::Until(deadline) = lease else {
+    let Lease::Until(mut deadline) = lease else {
         return send.await;
     };
     let lost = || {
         let error = CallError::new("lease_lost", "the hook lease lapsed during the send");
         vec![Outcome::DestinationDown(error); entries]
     };
+    // The deadline a renewal moved it to, if it did; `None` once the lease is lost.
+    let extended = |deadline: std::time::Instant| match renewed() {
+        Lease::Until(later) if later > deadline && std::time::Instant::now() < later => Some(later),
+        Lease::Unbounded => Some(std::time::Instant::now() + Duration::from_secs(24 * 3600)),
+        _ => None,
+    };
     let mut send = std::pin::pin!(send);
     let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
     std::future::poll_fn(|cx| {
-        if std::time::Instant::now() >= deadline || timer.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(lost());
+        // Each pass moves the deadline later or ends the send, so this loop ends.
+        while std::time::Instant::now() >= deadline || timer.as_mut().poll(cx).is_ready() {
+            let Some(later) = extended(deadline) else {
+                return std::task::Poll::Ready(lost());
+            };
+            deadline = later;
+            timer.as_mut().reset(later.into());
         }
         send.as_mut().poll(cx).map(|result| {
-            if std::time::Instant::now() >= deadline {
-                lost()
-            } else {
+            if std::time::Instant::now() < deadline || extended(deadline).is_some() {
                 result
+            } else {
+                lost()
             }
         })
     })
@@ -760,7 +783,8 @@ mod tests {
             vec![Outcome::Delivered; 2]
         };
         let deadline = std::time::Instant::now() + Duration::from_millis(20);
-        let outcomes = within_lease(Lease::Until(deadline), 2, slow).await;
+        let same = || Lease::Until(deadline);
+        let outcomes = within_lease(Lease::Until(deadline), same, 2, slow).await;
         assert_eq!(outcomes.len(), 2);
         assert!(
             outcomes
@@ -770,13 +794,37 @@ mod tests {
         // A lease already over sends nothing, however fast the send would be.
         let lapsed = std::time::Instant::now() - Duration::from_millis(1);
         let fast = async { vec![Outcome::Delivered] };
-        let outcomes = within_lease(Lease::Until(lapsed), 1, fast).await;
+        let outcomes = within_lease(Lease::Until(lapsed), || Lease::Until(lapsed), 1, fast).await;
         assert!(matches!(&outcomes[0], Outcome::DestinationDown(e) if e.code == "lease_lost"));
         // Without a lease bound (one node), the send's own answer stands.
         let fast = async { vec![Outcome::Delivered] };
         assert_eq!(
-            within_lease(Lease::Unbounded, 1, fast).await,
+            within_lease(Lease::Unbounded, || Lease::None, 1, fast).await,
             vec![Outcome::Delivered]
         );
+    }
+
+    #[tokio::test]
+    async fn a_send_outliving_the_first_deadline_stands_while_renewals_extend_the_lease() {
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            vec![Outcome::Delivered; 2]
+        };
+        let first = std::time::Instant::now() + Duration::from_millis(30);
+        // Renewed meanwhile: each renewal moves the deadline 50 ms past the time it is asked.
+        let renewed = || Lease::Until(std::time::Instant::now() + Duration::from_millis(50));
+        let outcomes = within_lease(Lease::Until(first), renewed, 2, slow).await;
+        assert_eq!(outcomes, vec![Outcome::Delivered; 2]);
+
+        // The lease lost after the send began (another node took the hook): the send is cut.
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            vec![Outcome::Delivered]
+        };
+        let started = std::time::Instant::now();
+        let first = started + Duration::from_millis(30);
+        let outcomes = within_lease(Lease::Until(first), || Lease::None, 1, slow).await;
+        assert!(matches!(&outcomes[0], Outcome::DestinationDown(e) if e.code == "lease_lost"));
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
