@@ -113,6 +113,21 @@ fn fail_fast(config: &mut tokio_postgres::Config) {
     }
 }
 
+/// A node that stalls inside a transaction (its VM paused, the process stopped) would keep that
+/// transaction's row locks, and no other node could take its hooks over: claiming skips locked
+/// rows. The server ends a transaction left idle for `after` (the lease length, so a stalled
+/// node's hooks still move within about one lease). A setting given in the URL wins.
+fn end_stalled_transactions(config: &mut tokio_postgres::Config, after: Duration) {
+    const SETTING: &str = "idle_in_transaction_session_timeout";
+    let ours = format!("-c {SETTING}={}", after.as_millis().max(1));
+    let options = match config.get_options() {
+        Some(given) if given.contains(SETTING) => return,
+        Some(given) => format!("{given} {ours}"),
+        None => ours,
+    };
+    config.options(&options);
+}
+
 /// Runs a read (`$read`, an expression over `$c: &Client`) on a pooled connection. A
 /// connection the server has closed fails the read before it did anything: the idle
 /// connections, likely closed alike, are dropped and the read runs again on a fresh one, so
@@ -173,6 +188,7 @@ impl PostgresStore {
         migrate(&options.url).await?;
         let mut config: tokio_postgres::Config = options.url.parse()?;
         fail_fast(&mut config);
+        end_stalled_transactions(&mut config, options.lease_ttl);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -763,5 +779,36 @@ impl Store for PostgresStore {
         // The delivery log is kept as long as the events it describes.
         while attempts::delete_old(&**client, older_than, GC_SLICE).await? == GC_SLICE as u64 {}
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_transactions_end_after_a_lease_unless_the_url_says_otherwise() {
+        let mut config: tokio_postgres::Config = "postgres://u@h/db".parse().unwrap();
+        end_stalled_transactions(&mut config, Duration::from_secs(2));
+        assert_eq!(
+            config.get_options(),
+            Some("-c idle_in_transaction_session_timeout=2000")
+        );
+
+        let mut config: tokio_postgres::Config =
+            "postgres://u@h/db?options=-c%20statement_timeout%3D5000"
+                .parse()
+                .unwrap();
+        end_stalled_transactions(&mut config, Duration::from_secs(3));
+        assert_eq!(
+            config.get_options(),
+            Some("-c statement_timeout=5000 -c idle_in_transaction_session_timeout=3000")
+        );
+
+        let given = "-c idle_in_transaction_session_timeout=60000";
+        let mut config: tokio_postgres::Config = "postgres://u@h/db".parse().unwrap();
+        config.options(given);
+        end_stalled_transactions(&mut config, Duration::from_secs(2));
+        assert_eq!(config.get_options(), Some(given));
     }
 }
