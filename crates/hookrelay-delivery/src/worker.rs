@@ -180,6 +180,38 @@ impl Worker {
                 _ = self.cancel.cancelled() => {}
             }
         }
+        self.record_before_stopping(unrecorded, &mut cursor).await;
+    }
+
+    /// Told to stop while holding a settlement the store has not taken: its events reached the
+    /// destination, and the hook's next owner (or this node after a restart) would send them
+    /// again. A planned stop keeps the lease until this worker ends, so a few more tries are
+    /// worth it; a worker told to stop at once gives up.
+    async fn record_before_stopping(
+        &self,
+        mut unrecorded: Option<Settlement>,
+        cursor: &mut Cursor,
+    ) {
+        const TRIES: u32 = 5;
+        for tries in 1..=TRIES {
+            if self.abandon.is_cancelled() {
+                break;
+            }
+            let Some(held) = unrecorded.take() else {
+                return;
+            };
+            if self.record(held, cursor, &mut unrecorded).await.is_ok() || unrecorded.is_none() {
+                return;
+            }
+            let delay = self.settings.hook_backoff.delay(tries).min(STORE_RETRY_CAP);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.abandon.cancelled() => {}
+            }
+        }
+        if unrecorded.is_some() {
+            tracing::warn!(hook_id = %self.hook.id, "stopping with delivery progress the store did not take; those events will be sent again");
+        }
     }
 
     /// The hook's cursor as stored. A store that cannot answer now (the database away) is asked
