@@ -185,8 +185,8 @@ impl Worker {
 
     /// Told to stop while holding a settlement the store has not taken: its events reached the
     /// destination, and the hook's next owner (or this node after a restart) would send them
-    /// again. A planned stop keeps the lease until this worker ends, so a few more tries are
-    /// worth it; a worker told to stop at once gives up.
+    /// again. A planned stop keeps the lease until this worker ends, so a few more tries (within
+    /// 1.5 s) are worth it; a worker told to stop at once gives up.
     async fn record_before_stopping(
         &self,
         mut unrecorded: Option<Settlement>,
@@ -203,7 +203,8 @@ impl Worker {
             if self.record(held, cursor, &mut unrecorded).await.is_ok() || unrecorded.is_none() {
                 return;
             }
-            let delay = self.settings.hook_backoff.delay(tries).min(STORE_RETRY_CAP);
+            // Short pauses: the hook's next owner waits for this worker to end.
+            let delay = Duration::from_millis(100) * tries;
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.abandon.cancelled() => {}
