@@ -55,21 +55,37 @@ pub fn is_valid_event_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_EVENT_ID_LEN && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
+/// When a request arrived, as the `created_at` an event without its own gets. Formatted once
+/// per request: every event of a request shares it, and formatting it per event was a
+/// noticeable part of ingest.
+#[derive(Debug, Clone)]
+pub struct ReceivedAt(String);
+
+impl ReceivedAt {
+    pub fn new(at: Timestamp) -> Self {
+        Self(at.to_rfc3339())
+    }
+
+    pub fn now() -> Self {
+        Self::new(Timestamp::now())
+    }
+}
+
 /// Validates one event (as raw JSON) and produces its stored form. The error completes the
 /// sentence "events[i]: …".
 pub fn prepare_event(
     raw: &RawValue,
-    now: Timestamp,
+    received: &ReceivedAt,
     max_bytes: usize,
 ) -> Result<PreparedEvent, String> {
-    prepare_event_with_id(raw, now, max_bytes, None)
+    prepare_event_with_id(raw, received, max_bytes, None)
 }
 
 /// [`prepare_event`], with the id an event without its own takes (a valid event id; a new UUID
 /// when `None`). An inlet passes the sender's delivery id, so a redelivery is a duplicate.
 pub fn prepare_event_with_id(
     raw: &RawValue,
-    now: Timestamp,
+    received: &ReceivedAt,
     max_bytes: usize,
     default_id: Option<&str>,
 ) -> Result<PreparedEvent, String> {
@@ -110,10 +126,14 @@ pub fn prepare_event_with_id(
     };
     let mut prefix = String::new();
     if !id_given {
-        prefix.push_str(&format!("\"id\":\"{id}\","));
+        for part in ["\"id\":\"", &id, "\","] {
+            prefix.push_str(part);
+        }
     }
     if head.created_at.is_none() {
-        prefix.push_str(&format!("\"created_at\":\"{}\",", now.to_rfc3339()));
+        for part in ["\"created_at\":\"", &received.0, "\","] {
+            prefix.push_str(part);
+        }
     }
     let payload = if prefix.is_empty() {
         text.as_bytes().to_vec()
@@ -149,7 +169,7 @@ mod tests {
         let raw: Box<RawValue> = serde_json::from_str(s).unwrap();
         prepare_event(
             &raw,
-            Timestamp::parse_rfc3339("2026-01-02T03:04:05.000006Z").unwrap(),
+            &ReceivedAt::new(Timestamp::parse_rfc3339("2026-01-02T03:04:05.000006Z").unwrap()),
             1 << 20,
         )
     }

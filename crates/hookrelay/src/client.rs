@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Subcommand};
 use hookrelay_core::Timestamp;
-use hookrelay_core::event::prepare_event;
+use hookrelay_core::event::{ReceivedAt, prepare_event};
 use hookrelay_core::limits::MAX_EVENTS_PER_REQUEST;
 use hookrelay_core::sign::hmac_sha256;
 use serde_json::value::RawValue;
@@ -643,7 +643,7 @@ fn has_id(text: &str) -> bool {
 /// a file (`source`). The error completes "line N: …".
 fn check_line(text: &str, number: usize, source: Option<&str>) -> Result<Line, String> {
     let raw: Box<RawValue> = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    prepare_event(&raw, Timestamp::now(), usize::MAX)?;
+    prepare_event(&raw, &ReceivedAt::now(), usize::MAX)?;
     let text = match source {
         Some(source) if !has_id(text) => {
             let id = derived_id(source, number, text);

@@ -7,8 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use hookrelay_core::Timestamp;
-use hookrelay_core::event::prepare_event;
+use hookrelay_core::event::{ReceivedAt, prepare_event};
 use hookrelay_core::limits::MAX_EVENTS_PER_REQUEST;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -65,10 +64,10 @@ pub async fn ingest(
             ),
         ));
     }
-    let now = Timestamp::now();
+    let received = ReceivedAt::now();
     let mut prepared = Vec::with_capacity(raw_events.len());
     for (i, raw) in raw_events.iter().enumerate() {
-        let event = prepare_event(raw, now, state.limits.max_event_bytes)
+        let event = prepare_event(raw, &received, state.limits.max_event_bytes)
             .map_err(|reason| ApiError::field(&format!("events[{i}]"), &reason))?;
         prepared.push(event);
     }

@@ -17,7 +17,7 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use hookrelay_core::event::{is_valid_event_id, prepare_event_with_id};
+use hookrelay_core::event::{ReceivedAt, is_valid_event_id, prepare_event_with_id};
 use hookrelay_core::sign::signature_hex;
 use hookrelay_core::{Secret, Timestamp};
 use serde::Deserialize;
@@ -94,7 +94,7 @@ pub async fn stream(
         .map_err(|e| ApiError::input(format!("the request body is not valid JSON: {e}")))?;
     let event = prepare_event_with_id(
         raw,
-        Timestamp::now(),
+        &ReceivedAt::now(),
         state.limits.max_event_bytes,
         webhook_id,
     )

@@ -156,7 +156,7 @@ impl AwsClients {
     pub async fn client(&self, service: Service, region: &str, auth: &AwsAuth) -> AwsClient {
         AwsClient {
             http: self.http.clone(),
-            endpoint: self.endpoint(service, region).into(),
+            endpoint: Endpoint::new(&self.endpoint(service, region)),
             service,
             region: region.into(),
             credentials: self.credentials(region, auth).await,
@@ -234,11 +234,29 @@ impl AwsClients {
     }
 }
 
+/// Where an [`AwsClient`]'s calls go: the text signed, and the URL parsed once (reqwest would
+/// parse the text again on every call). No URL when the text is not one: each call then fails
+/// with reqwest's own account of why.
+#[derive(Clone)]
+struct Endpoint {
+    text: Arc<str>,
+    url: Option<reqwest::Url>,
+}
+
+impl Endpoint {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            url: reqwest::Url::parse(text).ok(),
+        }
+    }
+}
+
 /// One AWS service in one region with one identity, ready to call.
 #[derive(Clone)]
 pub struct AwsClient {
     http: reqwest::Client,
-    endpoint: Arc<str>,
+    endpoint: Endpoint,
     service: Service,
     region: Arc<str>,
     credentials: Arc<CachedCredentials>,
@@ -268,7 +286,10 @@ impl AwsClient {
             headers.push(("x-amzn-query-mode", "true"));
         }
         let signed = self.sign(&credentials, &headers, &request.body)?;
-        let mut builder = self.http.post(&*self.endpoint);
+        let mut builder = match &self.endpoint.url {
+            Some(url) => self.http.post(url.clone()),
+            None => self.http.post(&*self.endpoint.text),
+        };
         for (name, value) in headers
             .iter()
             .copied()
@@ -314,7 +335,7 @@ impl AwsClient {
             .into();
         let signable = SignableRequest::new(
             "POST",
-            &*self.endpoint,
+            &*self.endpoint.text,
             headers.iter().copied(),
             SignableBody::Bytes(body),
         )
@@ -336,7 +357,7 @@ impl AwsClient {
         let keys = Credentials::new("AKIDTEST", "secret", None, None, "test");
         Self {
             http: reqwest::Client::new(),
-            endpoint: "http://127.0.0.1:9".into(),
+            endpoint: Endpoint::new("http://127.0.0.1:9"),
             service,
             region: "us-east-1".into(),
             credentials: Arc::new(CachedCredentials::new(SharedCredentialsProvider::new(keys))),

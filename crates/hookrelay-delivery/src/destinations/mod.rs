@@ -5,6 +5,7 @@
 //! A closed set of destinations is an enum, not a trait object: the dispatcher matches on it in
 //! one place and each arm calls one module.
 
+mod json_text;
 pub mod sns;
 pub mod sqs;
 pub mod webhook;
@@ -203,30 +204,6 @@ impl<'a> Attributes<'a> {
             attributes.push(name, value.into());
         }
         attributes
-    }
-}
-
-/// SQS's JSON form: `{"name": {"DataType": "String", "StringValue": "…"}, …}`.
-impl serde::Serialize for Attributes<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Value<'v> {
-            data_type: &'static str,
-            string_value: &'v str,
-        }
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in self.iter() {
-            map.serialize_entry(
-                name,
-                &Value {
-                    data_type: STRING_TYPE,
-                    string_value: value,
-                },
-            )?;
-        }
-        map.end()
     }
 }
 

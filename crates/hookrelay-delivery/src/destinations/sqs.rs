@@ -3,10 +3,10 @@
 
 use hookrelay_core::Timestamp;
 use hookrelay_core::hook::QueueUrl;
-use hookrelay_store::StoredEvent;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{Attributes, Outgoing, body_str, entry_id, fifo_group, outcomes};
+use super::json_text::push_string;
+use super::{Attributes, Outgoing, STRING_TYPE, body_str, entry_id, fifo_group, outcomes};
 use crate::aws::{AwsClient, AwsRequest};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
@@ -19,25 +19,6 @@ pub struct SqsDestination {
     client: AwsClient,
     queue_url: String,
     pub(super) fifo: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendMessageBatch<'a> {
-    queue_url: &'a str,
-    entries: Vec<Entry<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Entry<'a> {
-    id: std::borrow::Cow<'static, str>,
-    message_body: std::borrow::Cow<'a, str>,
-    message_attributes: Attributes<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message_group_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message_deduplication_id: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -89,35 +70,48 @@ impl SqsDestination {
             .map(|_| ())
     }
 
-    /// One entry: body, the type, id and signature attributes, and for FIFO queues group and
-    /// deduplication ids.
-    fn entry<'a>(
-        &self,
-        index: usize,
-        event: &'a StoredEvent,
-        signer: &Signer,
-        now: Timestamp,
-    ) -> Entry<'a> {
-        Entry {
-            id: entry_id(index),
-            message_body: body_str(event),
-            message_attributes: Attributes::of_event(event, signer, now),
-            message_group_id: self.fifo.then(|| fifo_group(event)),
-            message_deduplication_id: self.fifo.then_some(event.id.as_str()),
-        }
-    }
-
-    /// The request body of one batch.
+    /// The request body of one batch: `{"QueueUrl": …, "Entries": [{"Id", "MessageBody",
+    /// "MessageAttributes", and for FIFO queues "MessageGroupId" and "MessageDeduplicationId"}]}`.
+    /// Written by hand, not through serde, so each event's JSON is escaped in runs (`json_text`).
     fn batch_body(&self, batch: &[Outgoing<'_>], signer: &Signer, now: Timestamp) -> Vec<u8> {
-        let request = SendMessageBatch {
-            queue_url: &self.queue_url,
-            entries: batch
-                .iter()
-                .enumerate()
-                .map(|(i, o)| self.entry(i, o.event, signer, now))
-                .collect(),
-        };
-        serde_json::to_vec(&request).expect("a request of strings always serialises")
+        let payloads: usize = batch.iter().map(|o| o.event.payload.len()).sum();
+        let mut out = Vec::with_capacity(payloads + payloads / 8 + 400 * batch.len() + 100);
+        out.extend_from_slice(br#"{"QueueUrl":"#);
+        push_string(&mut out, &self.queue_url);
+        out.extend_from_slice(br#","Entries":["#);
+        for (i, outgoing) in batch.iter().enumerate() {
+            let event = outgoing.event;
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"Id":"#);
+            push_string(&mut out, &entry_id(i));
+            out.extend_from_slice(br#","MessageBody":"#);
+            push_string(&mut out, &body_str(event));
+            out.extend_from_slice(br#","MessageAttributes":{"#);
+            let attributes = Attributes::of_event(event, signer, now);
+            for (n, (name, value)) in attributes.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                push_string(&mut out, name);
+                out.extend_from_slice(br#":{"DataType":"#);
+                push_string(&mut out, STRING_TYPE);
+                out.extend_from_slice(br#","StringValue":"#);
+                push_string(&mut out, value);
+                out.push(b'}');
+            }
+            out.push(b'}');
+            if self.fifo {
+                out.extend_from_slice(br#","MessageGroupId":"#);
+                push_string(&mut out, fifo_group(event));
+                out.extend_from_slice(br#","MessageDeduplicationId":"#);
+                push_string(&mut out, &event.id);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        out
     }
 
     pub async fn send(
@@ -154,6 +148,7 @@ impl SqsDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookrelay_store::StoredEvent;
 
     #[test]
     fn a_batch_is_the_json_the_sqs_api_takes() {
