@@ -131,7 +131,9 @@ impl WebhookClient {
 #[derive(Clone)]
 pub struct WebhookDestination {
     client: WebhookClient,
-    url: String,
+    /// Parsed once: parsing it on every request was 4% of fan-out's CPU. A URL that does not
+    /// parse keeps the parser's message, and each event is refused with it.
+    url: Result<reqwest::Url, String>,
     api_key: HeaderValue,
     compress: bool,
 }
@@ -140,7 +142,7 @@ impl WebhookDestination {
     pub fn new(client: WebhookClient, url: &WebhookUrl, api_key: &str, compress: bool) -> Self {
         Self {
             client,
-            url: url.as_str().to_owned(),
+            url: reqwest::Url::parse(url.as_str()).map_err(|e| e.to_string()),
             api_key: HeaderValue::from_str(api_key).unwrap_or(HeaderValue::from_static("")),
             compress,
         }
@@ -156,11 +158,11 @@ impl WebhookDestination {
     }
 
     async fn post(&self, out: &Outgoing<'_>, signer: &Signer) -> Outcome {
-        let url = match reqwest::Url::parse(&self.url) {
-            Ok(url) => url,
+        let url = match &self.url {
+            Ok(url) => url.clone(),
             Err(e) => {
                 return Outcome::Refuse {
-                    error: CallError::new("url", e.to_string()),
+                    error: CallError::new("url", e.clone()),
                     attempts: 1,
                 };
             }
