@@ -9,16 +9,30 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use hookrelay_core::event::{ReceivedAt, prepare_event};
 use hookrelay_core::limits::MAX_EVENTS_PER_REQUEST;
-use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use crate::auth::AppAuth;
 use crate::context::duration;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::state::AppState;
+
+/// The 201 answer: each event's id in request order, marked when it was already in the log.
+/// Serialised straight from these types, not through a `Value` per event.
+#[derive(Serialize)]
+pub struct Ingested {
+    duration: String,
+    events: Vec<Accepted>,
+}
+
+#[derive(Serialize)]
+pub struct Accepted {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+    id: String,
+}
 
 /// The top level of a request: a batch when it has `events` and no `type`.
 #[derive(Deserialize)]
@@ -33,7 +47,7 @@ pub async fn ingest(
     State(state): State<AppState>,
     AppAuth(app): AppAuth,
     body: JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Ingested>)> {
     let text = std::str::from_utf8(&body.0)
         .map_err(|_| ApiError::input("the request body is not UTF-8"))?;
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
@@ -75,15 +89,18 @@ pub async fn ingest(
     let count = prepared.len();
     let appended = state.store.append(app.id, prepared).await?;
     hookrelay_core::telemetry::record_ingest(app.id, count, bytes, crate::context::elapsed_secs());
-    let events: Vec<Value> = appended
+    let events = appended
         .into_iter()
-        .map(|a| match a.seq {
-            Some(_) => json!({"id": a.id}),
-            None => json!({"id": a.id, "duplicate": true}),
+        .map(|a| Accepted {
+            duplicate: a.seq.is_none(),
+            id: a.id,
         })
         .collect();
     Ok((
         StatusCode::CREATED,
-        Json(json!({"events": events, "duration": duration()})),
+        Json(Ingested {
+            duration: duration(),
+            events,
+        }),
     ))
 }
