@@ -74,6 +74,8 @@ impl SqsDestination {
     /// "MessageAttributes", and for FIFO queues "MessageGroupId" and "MessageDeduplicationId"}]}`.
     /// Written by hand, not through serde, so each event's JSON is escaped in runs (`json_text`).
     fn batch_body(&self, batch: &[Outgoing<'_>], signer: &Signer, now: Timestamp) -> Vec<u8> {
+        // Room for the payloads, their escapes (a quote in about every eight bytes of JSON),
+        // each entry's attributes and signature, and the envelope: one allocation per batch.
         let payloads: usize = batch.iter().map(|o| o.event.payload.len()).sum();
         let mut out = Vec::with_capacity(payloads + payloads / 8 + 400 * batch.len() + 100);
         out.extend_from_slice(br#"{"QueueUrl":"#);
