@@ -116,6 +116,6 @@ pub fn set_secret(
 
 /// Deletes the app's events and the app itself; its hooks must be gone already.
 pub fn delete(tx: &rusqlite::Transaction<'_>, id: AppId) -> Result<bool> {
-    tx.execute("DELETE FROM events WHERE app_id = ?1", [id])?;
+    crate::sqlite::events::delete_app(tx, id)?;
     Ok(tx.execute("DELETE FROM apps WHERE id = ?1", [id])? > 0)
 }

@@ -151,7 +151,7 @@ impl SqliteStore {
         };
         std::thread::Builder::new()
             .name("hookrelay-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &committed))?;
+            .spawn(move || writer_loop(conn, events::LogHead::new(head), rx, &committed))?;
         Ok(Self {
             writer: tx,
             readers: Arc::new(Readers {
@@ -245,7 +245,12 @@ struct Committed {
     recent: Arc<RecentEvents>,
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, committed: &Committed) {
+fn writer_loop(
+    mut conn: Connection,
+    mut head: events::LogHead,
+    mut rx: mpsc::Receiver<WriteOp>,
+    committed: &Committed,
+) {
     let mut held: Option<WriteOp> = None;
     let mut synchronous = Synchronous::Full;
     loop {
@@ -283,7 +288,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, committed:
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group, committed, &mut synchronous);
+        commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
     }
 }
 
@@ -341,6 +346,7 @@ enum Done {
 /// Runs operations in one transaction and commits it. Fails as a whole on a database error.
 fn apply_group(
     conn: &mut Connection,
+    head: &mut events::LogHead,
     work: &[Work],
     now: Timestamp,
     synchronous: &mut Synchronous,
@@ -350,7 +356,9 @@ fn apply_group(
     let mut done = Vec::with_capacity(work.len());
     for w in work {
         done.push(match w {
-            Work::Append { app, events } => Done::Appended(events::append(&tx, *app, events, now)?),
+            Work::Append { app, events } => {
+                Done::Appended(events::append(&tx, head, *app, events, now)?)
+            }
             // A stale round is refused before it writes anything (see progress::record).
             Work::Progress(p) => match progress::record(&tx, p, now) {
                 Err(e @ StoreError::Stale(_)) => Done::Progressed(Err(e)),
@@ -369,6 +377,7 @@ fn apply_group(
 /// operation is applied again alone, so only the guilty one fails.
 fn commit_group(
     conn: &mut Connection,
+    head: &mut events::LogHead,
     group: Vec<WriteOp>,
     committed: &Committed,
     synchronous: &mut Synchronous,
@@ -394,13 +403,13 @@ fn commit_group(
             Work::Progress(_) => 0,
         })
         .sum();
-    let results: Vec<Result<Done>> = match apply_group(conn, &work, now, synchronous) {
+    let results: Vec<Result<Done>> = match apply_group(conn, head, &work, now, synchronous) {
         Ok(done) => done.into_iter().map(Ok).collect(),
         Err(e) => {
             tracing::warn!(error = %e, operations = work.len(), "group commit failed; applying its operations one by one");
             work.iter()
                 .map(|w| {
-                    apply_group(conn, std::slice::from_ref(w), now, synchronous)
+                    apply_group(conn, head, std::slice::from_ref(w), now, synchronous)
                         .map(|mut done| done.remove(0))
                 })
                 .collect()

@@ -7,10 +7,10 @@
 use hookrelay_core::{HookId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::sqlite::events::row_to_event;
+use crate::sqlite::events::{self, row_to_event};
 use crate::{
     AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, Epoch, HookBacklog, Progress, Result,
-    Seq, StoreError,
+    Seq, StoreError, StoredEvent,
 };
 
 pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Cursor>> {
@@ -97,17 +97,21 @@ pub fn due_retries(
 ) -> Result<Vec<DueRetry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT e.seq, e.event_id, e.type, e.cid, e.created_ms, e.payload, r.attempts, r.first_failed_ms
-         FROM retries r JOIN events e ON e.seq = r.seq
+         FROM retries r JOIN hooks h ON h.id = r.hook_id
+              JOIN events e ON e.pos = (h.app_id << ?4) | r.seq
          WHERE r.hook_id = ?1 AND r.next_attempt_ms <= ?2
          ORDER BY r.next_attempt_ms, r.seq LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![hook.as_str(), now.millis(), limit as i64], |r| {
-        Ok(DueRetry {
-            event: row_to_event(r)?,
-            attempts: r.get(6)?,
-            first_failed_at: Timestamp::from_millis(r.get(7)?),
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![hook.as_str(), now.millis(), limit as i64, events::SEQ_BITS],
+        |r| {
+            Ok(DueRetry {
+                event: row_to_event(r)?,
+                attempts: r.get(6)?,
+                first_failed_at: Timestamp::from_millis(r.get(7)?),
+            })
+        },
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -182,23 +186,13 @@ pub fn rewind(conn: &Connection, hook: &HookId, since: Timestamp) -> Result<Opti
     // Events are appended in time order, so the first one at or after `since` is found by
     // walking the app's log in sequence order; no index on time is kept for this rare operation
     // (every index costs every append).
-    let first: Option<Seq> = conn
-        .query_row(
-            "SELECT seq FROM events WHERE app_id = ?1 AND created_ms >= ?2 ORDER BY seq LIMIT 1",
-            params![app, since.millis()],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let first = events::first_since(conn, app, since)?;
     let target = first.map_or(cursor, |seq| (seq - 1).min(cursor));
     conn.execute(
         "UPDATE hooks SET cursor = ?2, epoch = epoch + 1 WHERE id = ?1",
         params![hook.as_str(), target],
     )?;
-    let behind: u64 = conn.query_row(
-        "SELECT COUNT(*) FROM events WHERE app_id = ?1 AND seq > ?2",
-        params![app, target],
-        |r| r.get(0),
-    )?;
+    let behind = events::count_after(conn, app, target, u64::MAX)?;
     Ok(Some(behind))
 }
 
@@ -240,31 +234,34 @@ pub fn replay_dead_letters(
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut restore = conn.prepare_cached(
-        "INSERT INTO events (seq, app_id, event_id, type, cid, created_ms, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-    )?;
     let mut retry = conn.prepare_cached(
         "INSERT INTO retries (hook_id, seq, attempts, first_failed_ms, next_attempt_ms, last_error)
          VALUES (?1, ?2, 0, ?3, ?3, 'replayed from the dead letters')
          ON CONFLICT (hook_id, seq) DO UPDATE SET next_attempt_ms = excluded.next_attempt_ms",
     )?;
-    let mut exists = conn.prepare_cached("SELECT 1 FROM events WHERE seq = ?1")?;
     let mut delete = conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
     let mut replayed = Vec::new();
     for (id, seq, event_id, ty, cid, created_ms, payload, app) in rows {
         if event_ids.is_some_and(|ids| !ids.contains(&event_id)) {
             continue;
         }
-        restore.execute(params![seq, app, event_id, ty, cid, created_ms, payload])?;
-        if exists.query_row([seq], |_| Ok(())).optional()?.is_none() {
+        let event = StoredEvent {
+            seq,
+            id: event_id,
+            event_type: ty,
+            cid,
+            created_at: Timestamp::from_millis(created_ms),
+            payload: payload.into(),
+        };
+        events::restore(conn, app, &event)?;
+        if !events::contains(conn, app, seq)? {
             // The id was reused by a newer event after this one was deleted: it cannot be put
             // back under its sequence number, so the dead letter stays.
             continue;
         }
         retry.execute(params![hook.as_str(), seq, now.millis()])?;
         delete.execute([id])?;
-        replayed.push(event_id);
+        replayed.push(event.id);
     }
     Ok(replayed)
 }
@@ -282,24 +279,14 @@ pub fn backlog(
     let count = |sql: &str| -> Result<u64> {
         Ok(conn.query_row(sql, params![hook.as_str(), limit], |r| r.get(0))?)
     };
-    let events_behind: u64 = conn.query_row(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE app_id = ?1 AND seq > ?2 LIMIT ?3)",
-        params![app, cursor.seq, limit],
-        |r| r.get(0),
-    )?;
-    let oldest_log: Option<i64> = conn
-        .query_row(
-            "SELECT created_ms FROM events WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
-            params![app, cursor.seq],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let events_behind = events::count_after(conn, app, cursor.seq, count_up_to)?;
+    let oldest_log = events::oldest_after(conn, app, cursor.seq)?.map(Timestamp::millis);
     // The oldest retry entry is among the first by sequence number (events are numbered in
     // creation order, give or take clock skew between requests).
     let oldest_retry: Option<i64> = conn.query_row(
         "SELECT MIN(e.created_ms) FROM (SELECT seq FROM retries WHERE hook_id = ?1 ORDER BY seq LIMIT 100) r
-         JOIN events e ON e.seq = r.seq",
-        [hook.as_str()],
+         JOIN events e ON e.pos = (?2 << ?3) | r.seq",
+        params![hook.as_str(), app, events::SEQ_BITS],
         |r| r.get(0),
     )?;
     let oldest = match (oldest_log, oldest_retry) {

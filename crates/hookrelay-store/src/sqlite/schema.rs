@@ -108,6 +108,30 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX attempts_by_hook ON attempts(hook_id, id);
     CREATE INDEX attempts_by_seq ON attempts(hook_id, first_seq);
     "#,
+    // 6: the log ordered by app, then sequence number (events.rs): the rowid is the position
+    // `app_id << 40 | seq`, so the index by app and the AUTOINCREMENT counter, written by every
+    // append, are gone. `log_numbering` keeps the numbers of deleted events from being reused.
+    r#"
+    CREATE TABLE log_numbering (next_above INTEGER NOT NULL);
+    INSERT INTO log_numbering
+        VALUES (COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0));
+    CREATE TABLE events_by_position (
+        pos        INTEGER PRIMARY KEY,
+        app_id     INTEGER GENERATED ALWAYS AS (pos >> 40) VIRTUAL,
+        seq        INTEGER GENERATED ALWAYS AS (pos & 1099511627775) VIRTUAL,
+        event_id   TEXT    NOT NULL,
+        type       TEXT    NOT NULL,
+        cid        TEXT,
+        created_ms INTEGER NOT NULL,
+        payload    BLOB    NOT NULL
+    );
+    INSERT INTO events_by_position (pos, event_id, type, cid, created_ms, payload)
+        SELECT (app_id << 40) | seq, event_id, type, cid, created_ms, payload
+        FROM events ORDER BY app_id, seq;
+    DROP TABLE events;
+    ALTER TABLE events_by_position RENAME TO events;
+    CREATE UNIQUE INDEX events_by_id ON events(app_id, event_id);
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction.
@@ -154,5 +178,57 @@ mod tests {
         assert_eq!(one("SELECT hook_id FROM retries WHERE seq = 1"), "7-h1");
         assert_eq!(one("SELECT hook_id FROM dead_letters"), "7-h1");
         assert_eq!(one("SELECT hook_id FROM retries WHERE seq = 3"), "gone");
+    }
+
+    #[test]
+    fn the_log_keeps_its_events_numbers_and_ids_when_ordered_by_app() {
+        use crate::sqlite::events;
+        use crate::{AppId, Seq};
+
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            r#"
+            INSERT INTO apps (id, name, api_key, api_secret, created_ms, updated_ms)
+                VALUES (1, 'a', 'k1', x'00', 0, 0), (2, 'b', 'k2', x'00', 0, 0);
+            INSERT INTO events (app_id, event_id, type, cid, created_ms, payload) VALUES
+                (1, 'a1', 't', 'c', 5, x'01'), (2, 'b1', 't', NULL, 6, x'02'),
+                (1, 'a2', 't', NULL, 7, x'03'), (1, 'gone', 't', NULL, 8, x'04');
+            DELETE FROM events WHERE event_id = 'gone';
+            "#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let read = |app| events::read_after(&conn, AppId(app), Seq(0), 10).unwrap();
+        let a: Vec<_> = read(1)
+            .into_iter()
+            .map(|e| {
+                (
+                    e.seq.0,
+                    e.id,
+                    e.cid,
+                    e.created_at.millis(),
+                    e.payload.to_vec(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            a,
+            [
+                (1, "a1".to_owned(), Some("c".to_owned()), 5, vec![1]),
+                (3, "a2".to_owned(), None, 7, vec![3])
+            ]
+        );
+        assert_eq!(read(2)[0].seq, Seq(2));
+        // The deleted event's number stays taken.
+        assert_eq!(events::high_water_mark(&conn).unwrap(), Seq(4));
+        let duplicate = conn.execute(
+            "INSERT INTO events (pos, event_id, type, created_ms, payload) VALUES (?1, 'a1', 't', 0, x'')",
+            [events::position(AppId(1), Seq(9))],
+        );
+        assert!(duplicate.is_err(), "ids stay unique per app");
     }
 }
