@@ -19,6 +19,7 @@ class Request:
     raw: bytes
     body: bytes
     index: int
+    peer: int  # the client's port: one per connection
 
 
 @dataclass
@@ -52,7 +53,9 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 body = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
                 with receiver.lock:
-                    request = Request(time.monotonic(), headers, raw, body, len(receiver.requests))
+                    request = Request(
+                        time.monotonic(), headers, raw, body, len(receiver.requests), self.client_address[1]
+                    )
                     receiver.requests.append(request)
                 answer = receiver.behaviour(request)
                 if answer.delay:

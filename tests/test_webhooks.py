@@ -44,6 +44,23 @@ def test_signed_deliveries_verify_with_the_stream_sdk(server):
     receiver.stop()
 
 
+def test_hooks_sharing_a_receiver_reuse_their_connections(server_factory):
+    # Four hooks with 4 requests in flight each, on one host: after each burst their connections
+    # wait in the pool for the next, rather than all but one hook's worth being closed.
+    server = server_factory(config="[webhook]\nin_flight = 4\n")
+    receiver = Receiver(lambda r: Answer(200, delay=0.02)).start()
+    server.set_hooks([webhook_hook(f"{receiver.url}?h={i}") for i in range(4)])
+    bursts, per_burst = 5, 40
+    for burst in range(bursts):
+        server.send_events(events(f"burst{burst}", per_burst))
+        done = 4 * per_burst * (burst + 1)
+        wait_until(lambda: len(receiver.requests) >= done, what=f"burst {burst} delivered")
+    connections = len({r.peer for r in receiver.requests})
+    # 16 in flight at most; a few more may open while a request waits for a busy connection.
+    assert connections <= 2 * 16, f"{connections} connections for {len(receiver.requests)} requests"
+    receiver.stop()
+
+
 def test_failures_then_success_count_attempts(server_factory):
     server = server_factory(config=FAST)
     receiver = Receiver(lambda r: Answer(500, body=b"not yet") if r.index < 8 else Answer(200)).start()
