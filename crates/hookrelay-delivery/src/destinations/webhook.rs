@@ -21,7 +21,7 @@ use hookrelay_core::Timestamp;
 use hookrelay_core::hook::WebhookUrl;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::Outgoing;
 use crate::outcome::CallError;
@@ -131,6 +131,12 @@ impl WebhookClient {
     }
 }
 
+// Names given as constants: a name parsed from a string is checked and copied on every request.
+const X_WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
+const X_WEBHOOK_ATTEMPT: HeaderName = HeaderName::from_static("x-webhook-attempt");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 #[derive(Clone)]
 pub struct WebhookDestination {
     client: WebhookClient,
@@ -184,10 +190,10 @@ impl WebhookDestination {
             .client
             .http
             .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .header("X-Webhook-Id", &out.event.id)
-            .header("X-Webhook-Attempt", out.attempt.to_string())
-            .header("X-Api-Key", self.api_key.clone());
+            .header(CONTENT_TYPE, APPLICATION_JSON)
+            .header(X_WEBHOOK_ID, &out.event.id)
+            .header(X_WEBHOOK_ATTEMPT, out.attempt)
+            .header(X_API_KEY, self.api_key.clone());
         // Signed over the uncompressed body, as the verifiers read it.
         for (name, value) in signer.sign(&out.event.id, payload, Timestamp::now()) {
             request = request.header(name, value);
