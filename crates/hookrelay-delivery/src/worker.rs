@@ -320,7 +320,7 @@ impl Worker {
             counts_attempts: self.destination.counts_attempts(),
             retry: &self.settings.retry,
         };
-        let settlement = settle(
+        let mut settlement = settle(
             &self.hook.id,
             cursor.epoch,
             cursor.seq,
@@ -329,6 +329,14 @@ impl Worker {
             rules,
             now,
         );
+        // The cursor as recording moves it.
+        let cursor_after = settlement
+            .progress
+            .cursor
+            .map_or(cursor.seq, |c| c.max(cursor.seq));
+        let caught_up = left_nothing(read_everything, last_read, cursor_after);
+        // Nothing to do until new events come: the store may commit this with their appends.
+        settlement.progress.can_wait = caught_up && !took_retries && settlement.back_off.is_none();
         let scheduled = settlement
             .progress
             .retries
@@ -336,9 +344,7 @@ impl Worker {
             .map(|r| r.next_attempt_at);
         let next_retry = next_retry_after_round(took_retries, next_retry_at, scheduled, now);
         Ok(match self.record(settlement, cursor, unrecorded).await? {
-            Round::Progressed if left_nothing(read_everything, last_read, cursor.seq) => {
-                Round::Idle { next_retry }
-            }
+            Round::Progressed if caught_up => Round::Idle { next_retry },
             round => round,
         })
     }

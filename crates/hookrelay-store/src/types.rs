@@ -260,6 +260,10 @@ pub struct Progress {
     pub dead_letters: Vec<DeadLetterRecord>,
     /// The round's delivery attempts, for the delivery log.
     pub attempts: Vec<AttemptRecord>,
+    /// The round left its hook nothing to do, so nothing waits on this write but the hook's
+    /// own next round: a store may hold it briefly and commit it with the next appends rather
+    /// than in a commit of its own. It is answered once committed, as any other.
+    pub can_wait: bool,
 }
 
 impl Progress {
@@ -272,6 +276,7 @@ impl Progress {
             retries_done: Vec::new(),
             dead_letters: Vec::new(),
             attempts: Vec::new(),
+            can_wait: false,
         }
     }
 

@@ -398,6 +398,43 @@ async fn progress_moves_cursor_retries_and_dead_letters_together(backend: impl B
     );
 }
 
+/// A caught-up hook's progress (`can_wait`) may be held for a commit to share, but it is always
+/// recorded: alone when nothing else comes, and before the store closes.
+async fn progress_that_can_wait_is_recorded_even_when_nothing_else_comes(backend: impl Backend) {
+    let store = backend.open().await;
+    let (app, h) = app_with_hook(&*store).await;
+    store
+        .append(app, vec![event("e1", "t"), event("e2", "t")])
+        .await
+        .unwrap();
+    let epoch = own(&*store, &h.id).await;
+    let caught_up = |to: i64| {
+        let mut p = Progress::new(h.id.clone(), epoch);
+        p.cursor = Some(Seq(to));
+        p.can_wait = true;
+        p
+    };
+    store.record_progress(caught_up(1)).await.unwrap();
+    assert_eq!(
+        store.cursor(&h.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(1))
+    );
+
+    let closing = async {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.close().await
+    };
+    let (recorded, closed) = tokio::join!(store.record_progress(caught_up(2)), closing);
+    recorded.unwrap();
+    closed.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        store.cursor(&h.id).await.unwrap().map(|c| c.seq),
+        Some(Seq(2))
+    );
+}
+
 async fn garbage_collection_spares_what_a_hook_still_needs(backend: impl Backend) {
     let store = backend.open().await;
     let (app, h) = app_with_hook(&*store).await;
@@ -954,6 +991,7 @@ contract_tests!(
     replace_hooks_orders_deletes_and_places_cursors,
     append_is_idempotent_ordered_and_group_committed,
     progress_moves_cursor_retries_and_dead_letters_together,
+    progress_that_can_wait_is_recorded_even_when_nothing_else_comes,
     garbage_collection_spares_what_a_hook_still_needs,
     rewind_fences_rounds_started_before_it,
     rounds_see_new_events_due_retries_replays_and_deletion,

@@ -286,7 +286,7 @@ pub fn delete_collectable(conn: &Connection, older_than: Timestamp, limit: usize
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::sqlite::schema;
 
@@ -302,7 +302,8 @@ mod tests {
         conn
     }
 
-    fn event(id: &str) -> PreparedEvent {
+    /// An event whose payload is its id.
+    pub(in crate::sqlite) fn event(id: &str) -> PreparedEvent {
         PreparedEvent {
             id: id.into(),
             event_type: "t".into(),
