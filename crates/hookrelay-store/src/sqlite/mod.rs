@@ -323,24 +323,20 @@ fn writer_loop(
         // recorded before this operation arrived.
         let mut group = queue.waiting.take();
         match first {
-            op @ (WriteOp::Job(_) | WriteOp::Close(_)) => {
-                if !group.is_empty() {
-                    commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
-                }
-                match op {
-                    WriteOp::Job(job) => match synchronous.set(&conn, Synchronous::Full) {
-                        Ok(()) => job(&mut conn),
-                        // The job's reply sender is dropped: it answers `Closed`.
-                        Err(e) => tracing::error!(error = %e, "cannot make commits synced"),
-                    },
-                    WriteOp::Close(done) => {
-                        drop(conn);
-                        let _ = done.send(());
-                        return;
-                    }
-                    _ => unreachable!("matched above"),
+            WriteOp::Job(job) => {
+                commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
+                match synchronous.set(&conn, Synchronous::Full) {
+                    Ok(()) => job(&mut conn),
+                    // The job's reply sender is dropped: it answers `Closed`.
+                    Err(e) => tracing::error!(error = %e, "cannot make commits synced"),
                 }
                 continue;
+            }
+            WriteOp::Close(done) => {
+                commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
+                drop(conn);
+                let _ = done.send(());
+                return;
             }
             WriteOp::Flush => {}
             op => group.push(op),
@@ -357,9 +353,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if !group.is_empty() {
-            commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
-        }
+        commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
     }
 }
 
@@ -445,7 +439,7 @@ fn apply_group(
 /// committed, i.e. after the fsync. No savepoint per operation: each one copies every page it
 /// touches into a statement journal, which cost about a fifth of the server's CPU under load
 /// (perf, max-sqs). Instead, if the group fails on a database error, it is rolled back and each
-/// operation is applied again alone, so only the guilty one fails.
+/// operation is applied again alone, so only the guilty one fails. An empty group writes nothing.
 fn commit_group(
     conn: &mut Connection,
     head: &mut events::LogHead,
@@ -453,6 +447,9 @@ fn commit_group(
     committed: &Committed,
     synchronous: &mut Synchronous,
 ) {
+    if group.is_empty() {
+        return;
+    }
     let now = Timestamp::now();
     let started = std::time::Instant::now();
     let (work, replies): (Vec<Work>, Vec<Reply>) = group
