@@ -18,6 +18,7 @@ mod codec;
 pub mod crypto;
 mod ids;
 pub mod postgres;
+mod recent_events;
 pub mod sqlite;
 mod types;
 

@@ -1020,6 +1020,45 @@ mod leases {
         ids
     }
 
+    /// A node reads its own newest appends from memory, but never in place of another node's:
+    /// an event another node numbered in between, or after, is always read.
+    #[tokio::test]
+    async fn a_node_reading_its_own_appends_still_sees_every_other_nodes() {
+        let db = Postgres::new().await;
+        let ttl = Duration::from_secs(30);
+        let a = db.node(KEY, "node-a", ttl).await;
+        let b = db.node(KEY, "node-b", ttl).await;
+        let app = a.create_app("a", "k", &Secret::new("s")).await.unwrap().id;
+        let append = async |node: &dyn Store, id: &str| {
+            node.append(app, vec![super::event(id, "t")]).await.unwrap()[0]
+                .seq
+                .unwrap()
+        };
+        let ids = |events: Vec<hookrelay_store::StoredEvent>| -> Vec<String> {
+            events.into_iter().map(|e| e.id).collect()
+        };
+        let e1 = append(&*a, "e1").await;
+        append(&*b, "e2").await;
+        let e3 = append(&*a, "e3").await;
+        assert_eq!(ids(a.read_events(app, e1, 10).await.unwrap()), ["e2", "e3"]);
+        assert_eq!(
+            ids(a.read_events(app, Seq(0), 10).await.unwrap()),
+            ["e1", "e2", "e3"]
+        );
+
+        // Once node b's newer append is heard of (its notification), node a reads it too.
+        append(&*b, "e4").await;
+        let mut read = Vec::new();
+        for _ in 0..100 {
+            read = ids(a.read_events(app, e3, 10).await.unwrap());
+            if !read.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(read, ["e4"]);
+    }
+
     #[tokio::test]
     async fn hooks_spread_over_nodes_and_move_when_one_stops() {
         let db = Postgres::new().await;

@@ -13,18 +13,25 @@ pub async fn high_water_mark(c: &impl GenericClient) -> Result<Seq> {
     Ok(c.query_one("SELECT seq FROM log_head", &[]).await?.get(0))
 }
 
+/// The sequence numbers one group of appends took: those after `after`, up to `through`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbered {
+    pub after: Seq,
+    pub through: Seq,
+}
+
 /// Appends the events of several requests in one statement. Takes the `log_head` row lock,
 /// which the caller's transaction holds until it commits: appends from every node commit one
 /// after the other, so sequence numbers become visible in order. Returns each request's
-/// results, in order.
+/// results, in order, and the numbers the group took (none for a group without events).
 pub async fn append_group(
     c: &impl GenericClient,
     requests: &[(AppId, &[PreparedEvent])],
     now: Timestamp,
-) -> Result<Vec<Vec<Appended>>> {
+) -> Result<(Vec<Vec<Appended>>, Option<Numbered>)> {
     let total: usize = requests.iter().map(|(_, events)| events.len()).sum();
     if total == 0 {
-        return Ok(requests.iter().map(|_| Vec::new()).collect());
+        return Ok((requests.iter().map(|_| Vec::new()).collect(), None));
     }
     let top: i64 = c
         .query_one(
@@ -69,8 +76,12 @@ pub async fn append_group(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let numbered = Numbered {
+        after: Seq(top - total as i64),
+        through: Seq(top),
+    };
     let mut next = seqs.iter();
-    Ok(requests
+    let appended = requests
         .iter()
         .map(|(_, events)| {
             events
@@ -82,7 +93,8 @@ pub async fn append_group(
                 })
                 .collect()
         })
-        .collect())
+        .collect();
+    Ok((appended, Some(numbered)))
 }
 
 pub async fn read_after(

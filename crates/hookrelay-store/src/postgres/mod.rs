@@ -11,6 +11,8 @@
 //!   the new head, a change of hooks or settings notifies `hookrelay_config`. One connection
 //!   per node listens; when it reconnects, everyone is woken once, since notifications sent
 //!   meanwhile are lost. Workers and the dispatcher also poll, as a safety net.
+//! * **Reads of the newest events** come from this node's own appends in memory where those are
+//!   known complete (`own_appends.rs`), and from the database otherwise.
 //!
 //! # Durability
 //! A reply is sent after the transaction commits; with PostgreSQL's default
@@ -23,9 +25,12 @@ mod attempts;
 mod events;
 mod hooks;
 mod leases;
+mod own_appends;
 mod progress;
 mod schema;
 
+use self::own_appends::OwnAppends;
+use crate::recent_events::{RECENT_EVENT_BYTES, stored_events};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,6 +165,8 @@ pub struct PostgresStore {
     lease_ttl: Duration,
     leases: Mutex<leases::LocalLeases>,
     appended: Arc<watch::Sender<Seq>>,
+    /// This node's newest appends, read by rounds instead of the database where complete.
+    own: Arc<OwnAppends>,
     config: Arc<watch::Sender<u64>>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -207,18 +214,24 @@ impl PostgresStore {
         let head = events::high_water_mark(&**pool.get().await?).await?;
         let appended = Arc::new(watch::Sender::new(head));
         let changed = Arc::new(watch::Sender::new(0u64));
-        let listener = tokio::spawn(listen(config, appended.clone(), changed.clone()));
+
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let node: Arc<str> = options
             .node_id
             .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple()))
             .into();
-        tokio::spawn(writer_loop(
-            pool.clone(),
-            rx,
+        let own = Arc::new(OwnAppends::new(RECENT_EVENT_BYTES));
+        let listener = tokio::spawn(listen(
+            config,
             appended.clone(),
-            node.clone(),
+            changed.clone(),
+            own.clone(),
         ));
+        let committed = Committed {
+            appended: appended.clone(),
+            own: own.clone(),
+        };
+        tokio::spawn(writer_loop(pool.clone(), rx, committed, node.clone()));
         Ok(Self {
             pool,
             writer: tx,
@@ -227,6 +240,7 @@ impl PostgresStore {
             lease_ttl: options.lease_ttl,
             leases: Mutex::new(leases::LocalLeases::default()),
             appended,
+            own,
             config: changed,
             listener,
         })
@@ -260,6 +274,12 @@ impl PostgresStore {
         Ok(value)
     }
 
+    /// `app`'s events after `after` from this node's own appends, when those are complete.
+    fn own_appends_after(&self, app: AppId, after: Seq, limit: usize) -> Option<Vec<StoredEvent>> {
+        let head = *self.appended.borrow();
+        self.own.read_after(app, after, limit, head)
+    }
+
     fn local_leases(&self) -> std::sync::MutexGuard<'_, leases::LocalLeases> {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -270,6 +290,7 @@ async fn listen(
     config: tokio_postgres::Config,
     appended: Arc<watch::Sender<Seq>>,
     changed: Arc<watch::Sender<u64>>,
+    own: Arc<OwnAppends>,
 ) {
     loop {
         match config.connect(NoTls).await {
@@ -302,8 +323,10 @@ async fn listen(
                 if let Err(e) = subscribed {
                     tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL");
                 } else {
-                    // Whatever was notified while no one listened: look again now.
-                    appended.send_modify(|_| {});
+                    // Whatever was notified while no one listened: look again now. Another
+                    // node's appends may be among it, so this node's own are no longer known
+                    // complete (until its next commit starts a run again).
+                    own.forget();
                     changed.send_modify(|n| *n += 1);
                     while let Some(n) = rx.recv().await {
                         if n.channel() == APPENDED_CHANNEL {
@@ -329,10 +352,16 @@ async fn listen(
     }
 }
 
+/// Who hears of committed appends: the workers (the new head) and this node's own appends.
+struct Committed {
+    appended: Arc<watch::Sender<Seq>>,
+    own: Arc<OwnAppends>,
+}
+
 async fn writer_loop(
     pool: Pool,
     mut rx: mpsc::Receiver<WriteOp>,
-    appended: Arc<watch::Sender<Seq>>,
+    committed: Committed,
     node: Arc<str>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -343,7 +372,7 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_group(&pool, group, &appended, &node).await;
+        commit_group(&pool, group, &committed, &node).await;
     }
 }
 
@@ -363,14 +392,19 @@ fn forget_idle(pool: &Pool) {
     pool.retain(|_, _| false);
 }
 
-/// What a group commit tells its callers: each round's result, each request's appended events.
-type GroupOutcome = (Vec<Result<()>>, Vec<Vec<Appended>>);
+/// What a group commit tells its callers: each round's result, each request's appended events;
+/// and the numbers its appends took.
+type GroupOutcome = (
+    Vec<Result<()>>,
+    Vec<Vec<Appended>>,
+    Option<events::Numbered>,
+);
 
 /// One transaction for a group of appends and progress records. Progress goes first, so the
 /// `log_head` lock (which serialises appends of all nodes) is held for as short as possible.
 /// A round refused by its fence is answered with that error; the rest still commits. A database
 /// error fails the whole group, and every caller is told.
-async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender<Seq>, node: &str) {
+async fn commit_group(pool: &Pool, group: Vec<WriteOp>, committed: &Committed, node: &str) {
     let started = Instant::now();
     let now = Timestamp::now();
     let mut appends = Vec::new();
@@ -412,7 +446,7 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
                 .iter()
                 .map(|(app, events, _)| (*app, events.as_slice()))
                 .collect();
-            let appended_lists = events::append_group(&*tx, &requests, now).await?;
+            let (appended_lists, numbered) = events::append_group(&*tx, &requests, now).await?;
             let max_seq = appended_lists.iter().flatten().filter_map(|a| a.seq).max();
             if let Some(seq) = max_seq {
                 tx.execute(
@@ -423,7 +457,7 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
             }
             committing = true;
             tx.commit().await?;
-            Ok((round_results, appended_lists))
+            Ok((round_results, appended_lists, numbered))
         }
         .await;
         match &result {
@@ -439,9 +473,22 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
     let events: usize = appends.iter().map(|(_, e, _)| e.len()).sum();
     hookrelay_core::telemetry::record_store_commit(started.elapsed().as_secs_f64(), events);
     match result {
-        Ok((round_results, appended_lists)) => {
-            if let Some(seq) = appended_lists.iter().flatten().filter_map(|a| a.seq).max() {
-                appended.send_if_modified(|h| {
+        Ok((round_results, appended_lists, numbered)) => {
+            let newest = appended_lists.iter().flatten().filter_map(|a| a.seq).max();
+            let mut replies = Vec::with_capacity(appends.len());
+            let mut stored = Vec::with_capacity(appends.len());
+            for ((app, events, reply), list) in appends.into_iter().zip(appended_lists) {
+                stored.push((app, stored_events(events, &list, now).collect()));
+                replies.push((reply, list));
+            }
+            // Held before anyone hears of the new head, so a round woken by it finds them.
+            if let Some(numbered) = numbered {
+                committed
+                    .own
+                    .committed(numbered.after, numbered.through, stored);
+            }
+            if let Some(seq) = newest {
+                committed.appended.send_if_modified(|h| {
                     let newer = seq > *h;
                     *h = (*h).max(seq);
                     newer
@@ -450,7 +497,7 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, appended: &watch::Sender
             for ((_, reply), r) in rounds.into_iter().zip(round_results) {
                 let _ = reply.send(r);
             }
-            for ((_, _, reply), list) in appends.into_iter().zip(appended_lists) {
+            for (reply, list) in replies {
                 let _ = reply.send(Ok(list));
             }
         }
@@ -525,11 +572,14 @@ impl Store for PostgresStore {
     }
 
     async fn delete_app(&self, id: AppId) -> Result<bool> {
-        self.in_transaction(true, async |tx| {
-            hooks::replace(&**tx, &self.secrets, id, &[]).await?;
-            apps::delete(&**tx, id).await
-        })
-        .await
+        let deleted = self
+            .in_transaction(true, async |tx| {
+                hooks::replace(&**tx, &self.secrets, id, &[]).await?;
+                apps::delete(&**tx, id).await
+            })
+            .await?;
+        self.own.forget();
+        Ok(deleted)
     }
 
     async fn hooks(&self, app: AppId) -> Result<Vec<EventHook>> {
@@ -559,6 +609,9 @@ impl Store for PostgresStore {
     }
 
     async fn read_events(&self, app: AppId, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+        if let Some(events) = self.own_appends_after(app, after, limit) {
+            return Ok(events);
+        }
         read!(self, |c| events::read_after(c, app, after, limit))
     }
 
@@ -587,8 +640,16 @@ impl Store for PostgresStore {
         now: Timestamp,
         limits: RoundLimits,
     ) -> Result<Option<RoundInput>> {
+        // A retry on a fresh connection reads them from the database.
+        let mut held = self.own_appends_after(app, known.seq, limits.events);
         read!(self, |c| progress::round_input(
-            c, hook, app, known, now, limits
+            c,
+            hook,
+            app,
+            known,
+            now,
+            limits,
+            held.take()
         ))
     }
 
@@ -775,6 +836,10 @@ impl Store for PostgresStore {
         let mut total = 0;
         for app in apps {
             total += events::collect_app(&**client, app, older_than, GC_SLICE).await?;
+        }
+        if total > 0 {
+            // Deleted events are read from nowhere, memory included.
+            self.own.forget();
         }
         // The delivery log is kept as long as the events it describes.
         while attempts::delete_old(&**client, older_than, GC_SLICE).await? == GC_SLICE as u64 {}

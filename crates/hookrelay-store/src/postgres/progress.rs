@@ -14,7 +14,7 @@ use crate::postgres::events::{read_after, row_to_event};
 use crate::postgres::text;
 use crate::{
     AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, Epoch, HookBacklog, Progress, Result,
-    RoundInput, RoundLimits, Seq, StoreError,
+    RoundInput, RoundLimits, Seq, StoreError, StoredEvent,
 };
 
 pub async fn cursor(c: &impl GenericClient, hook: &HookId) -> Result<Option<Cursor>> {
@@ -166,6 +166,8 @@ pub async fn due_retries(
 /// A delivery round's input in one round trip: the reads are sent together on one connection
 /// (tokio-postgres pipelines queries polled at once). The events are read after the worker's
 /// own cursor; only after a rewind (the stored epoch differs) are they read again.
+/// A round's input in one round trip (the queries pipelined). `held`: the events after the
+/// known cursor, if memory has them (see `own_appends`); then they are not read.
 pub async fn round_input(
     c: &impl GenericClient,
     hook: &HookId,
@@ -173,12 +175,19 @@ pub async fn round_input(
     known: Cursor,
     now: Timestamp,
     limits: RoundLimits,
+    held: Option<Vec<StoredEvent>>,
 ) -> Result<Option<RoundInput>> {
+    let events = async {
+        match held {
+            Some(events) => Ok(events),
+            None => read_after(c, app, known.seq, limits.events).await,
+        }
+    };
     let (stored, due, later, events) = tokio::try_join!(
         cursor(c, hook),
         due_retries(c, hook, now, limits.retries),
         next_retry_after(c, hook, now),
-        read_after(c, app, known.seq, limits.events),
+        events,
     )?;
     let Some(stored) = stored else {
         return Ok(None);

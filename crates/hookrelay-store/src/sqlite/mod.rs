@@ -42,7 +42,8 @@ use hookrelay_core::{EventHook, HookId, Secret, Timestamp};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use self::recent::{RECENT_EVENT_BYTES, RecentEvents, RoundViews};
+use self::recent::RoundViews;
+use crate::recent_events::{RECENT_EVENT_BYTES, RecentEvents, stored_events};
 use crate::{
     App, AppHook, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter,
     DueRetry, EventTrace, HookBacklog, HookRecord, Progress, Result, RoundInput, RoundLimits,
@@ -511,29 +512,6 @@ fn commit_group(
             _ => unreachable!("each operation's result matches its kind"),
         }
     }
-}
-
-/// Appended events as the log now holds them (duplicates of events already in it are not new).
-fn stored_events(
-    events: Vec<PreparedEvent>,
-    appended: &[Appended],
-    now: Timestamp,
-) -> impl Iterator<Item = StoredEvent> {
-    // As the table holds it: milliseconds, so an event reads the same from memory or disk.
-    let created_at = Timestamp::from_millis(now.millis());
-    events
-        .into_iter()
-        .zip(appended.iter().map(|a| a.seq))
-        .filter_map(move |(e, seq)| {
-            Some(StoredEvent {
-                seq: seq?,
-                id: e.id,
-                event_type: e.event_type,
-                cid: e.cid,
-                created_at,
-                payload: e.payload.into(),
-            })
-        })
 }
 
 #[async_trait]
