@@ -432,16 +432,8 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, committed: &Committed, n
                 tx.batch_execute("SET LOCAL synchronous_commit = off")
                     .await?;
             }
-            let mut round_results = Vec::with_capacity(rounds.len());
-            for (p, _) in &rounds {
-                match progress::record(&*tx, p, node, now).await {
-                    Err(e @ (StoreError::NotOwner(_) | StoreError::Stale(_))) => {
-                        round_results.push(Err(e))
-                    }
-                    Err(e) => return Err(e),
-                    Ok(()) => round_results.push(Ok(())),
-                }
-            }
+            let progress: Vec<&Progress> = rounds.iter().map(|(p, _)| p).collect();
+            let round_results = progress::record_all(&*tx, &progress, node, now).await?;
             let requests: Vec<(AppId, &[PreparedEvent])> = appends
                 .iter()
                 .map(|(app, events, _)| (*app, events.as_slice()))

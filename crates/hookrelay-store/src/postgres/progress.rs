@@ -29,41 +29,74 @@ pub async fn cursor(c: &impl GenericClient, hook: &HookId) -> Result<Option<Curs
     }))
 }
 
-/// Applies one round's results. A fencing failure is returned as an error without touching the
-/// transaction, so the other rounds of a group commit still commit.
-pub async fn record(
+/// Applies the results of a group's rounds, in order. Every round's hook row is locked and
+/// checked first, then the rounds that passed are written; within each step the statements are
+/// sent together (tokio-postgres pipelines queries polled at once, and the server runs them in
+/// the order sent), so a group costs two round trips instead of a few per round. A round refused
+/// by its fence gets that error as its result, without touching the transaction, so the others
+/// still commit; any other error fails the group.
+pub async fn record_all(
+    c: &impl GenericClient,
+    rounds: &[&Progress],
+    node: &str,
+    now: Timestamp,
+) -> Result<Vec<Result<()>>> {
+    let fenced =
+        futures_util::future::try_join_all(rounds.iter().map(|p| fence(c, p, node))).await?;
+    let passed = rounds
+        .iter()
+        .zip(&fenced)
+        .filter(|(_, fence)| matches!(fence, Ok(true)))
+        .map(|(p, _)| write(c, p, now));
+    futures_util::future::try_join_all(passed).await?;
+    Ok(fenced.into_iter().map(|fence| fence.map(|_| ())).collect())
+}
+
+/// Locks a round's hook row and checks that this node holds its lease under the round's epoch.
+/// `Ok(false)`: the hook was deleted meanwhile, nothing to record.
+async fn fence(
     c: &impl GenericClient,
     p: &Progress,
     node: &str,
-    now: Timestamp,
-) -> Result<()> {
-    let hook = p.hook.as_str();
+) -> Result<std::result::Result<bool, StoreError>> {
     let Some(row) = c
         .query_opt(
             "SELECT epoch, owner = $2 AND lease_until > now() FROM hooks WHERE id = $1 FOR UPDATE",
-            &[&hook, &node],
+            &[&p.hook.as_str(), &node],
         )
         .await?
     else {
-        return Ok(()); // deleted meanwhile: nothing to record
+        return Ok(Ok(false));
     };
     let (epoch, leased): (Epoch, Option<bool>) = (row.get(0), row.get(1));
-    if leased != Some(true) {
-        return Err(StoreError::NotOwner(p.hook.clone()));
-    }
-    if epoch != p.epoch {
-        return Err(StoreError::Stale(p.hook.clone()));
-    }
-    if let Some(seq) = p.cursor {
-        c.execute(
-            "UPDATE hooks SET cursor = GREATEST(cursor, $2) WHERE id = $1",
-            &[&hook, &seq],
-        )
-        .await?;
-    }
-    if !p.retries.is_empty() {
-        // One row per sequence number (the last wins): an upsert may not touch a row twice.
-        let latest: BTreeMap<Seq, _> = p.retries.iter().map(|r| (r.seq, r)).collect();
+    Ok(if leased != Some(true) {
+        Err(StoreError::NotOwner(p.hook.clone()))
+    } else if epoch != p.epoch {
+        Err(StoreError::Stale(p.hook.clone()))
+    } else {
+        Ok(true)
+    })
+}
+
+/// Writes a fenced round's progress: the statements are sent together and run in order.
+async fn write(c: &impl GenericClient, p: &Progress, now: Timestamp) -> Result<()> {
+    let hook = p.hook.as_str();
+    let cursor = async {
+        if let Some(seq) = p.cursor {
+            c.execute(
+                "UPDATE hooks SET cursor = GREATEST(cursor, $2) WHERE id = $1",
+                &[&hook, &seq],
+            )
+            .await?;
+        }
+        Ok(())
+    };
+    // One row per sequence number (the last wins): an upsert may not touch a row twice.
+    let latest: BTreeMap<Seq, _> = p.retries.iter().map(|r| (r.seq, r)).collect();
+    let retries = async {
+        if latest.is_empty() {
+            return Ok(());
+        }
         let seqs: Vec<Seq> = latest.keys().copied().collect();
         let attempts: Vec<i32> = latest.values().map(|r| r.attempts as i32).collect();
         let first: Vec<i64> = latest
@@ -88,9 +121,12 @@ pub async fn record(
             &[&hook, &seqs, &attempts, &first, &next, &errors],
         )
         .await?;
-    }
-    let mut done: Vec<Seq> = p.retries_done.clone();
-    if !p.dead_letters.is_empty() {
+        Ok(())
+    };
+    let dead_letters = async {
+        if p.dead_letters.is_empty() {
+            return Ok(());
+        }
         let d = &p.dead_letters;
         let seqs: Vec<Seq> = d.iter().map(|d| d.event.seq).collect();
         let ids: Vec<&str> = d.iter().map(|d| d.event.id.as_str()).collect();
@@ -123,16 +159,27 @@ pub async fn record(
             ],
         )
         .await?;
-        done.extend(seqs);
-    }
-    if !done.is_empty() {
-        c.execute(
-            "DELETE FROM retries WHERE hook_id = $1 AND seq = ANY($2)",
-            &[&hook, &done],
-        )
-        .await?;
-    }
-    crate::postgres::attempts::insert(c, &p.hook, &p.attempts).await?;
+        Ok(())
+    };
+    // Delivered retries and dead-lettered events leave the retry list.
+    let done: Vec<Seq> = p
+        .retries_done
+        .iter()
+        .copied()
+        .chain(p.dead_letters.iter().map(|d| d.event.seq))
+        .collect();
+    let retries_done = async {
+        if !done.is_empty() {
+            c.execute(
+                "DELETE FROM retries WHERE hook_id = $1 AND seq = ANY($2)",
+                &[&hook, &done],
+            )
+            .await?;
+        }
+        Ok(())
+    };
+    let attempts = crate::postgres::attempts::insert(c, &p.hook, &p.attempts);
+    tokio::try_join!(cursor, retries, dead_letters, retries_done, attempts)?;
     Ok(())
 }
 
@@ -165,9 +212,8 @@ pub async fn due_retries(
 
 /// A delivery round's input in one round trip: the reads are sent together on one connection
 /// (tokio-postgres pipelines queries polled at once). The events are read after the worker's
-/// own cursor; only after a rewind (the stored epoch differs) are they read again.
-/// A round's input in one round trip (the queries pipelined). `held`: the events after the
-/// known cursor, if memory has them (see `own_appends`); then they are not read.
+/// own cursor, unless `held` has them (this node's own appends, see `own_appends`); only after
+/// a rewind (the stored epoch differs) are they read again.
 pub async fn round_input(
     c: &impl GenericClient,
     hook: &HookId,
