@@ -1020,6 +1020,35 @@ mod leases {
         ids
     }
 
+    /// Notifications sent while a node's listening connection was down are lost: when it is
+    /// back, the node wakes its workers to look again.
+    #[tokio::test]
+    async fn a_node_wakes_its_workers_when_its_listener_reconnects() {
+        let db = Postgres::new().await;
+        let node = db.node(KEY, "node-a", Duration::from_secs(30)).await;
+        let sql = db.sql().await;
+        let listening = "FROM pg_stat_activity
+                         WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+        let count = async |select: &str| -> i64 {
+            let query = format!("SELECT {select} {listening}");
+            sql.query_one(&query, &[]).await.unwrap().get(0)
+        };
+        while count("count(*)").await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The wake-up that follows its first LISTEN has come and gone.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut appended = node.subscribe_appends();
+        appended.borrow_and_update();
+        assert_eq!(
+            count("count(pg_terminate_backend(pid))").await,
+            1,
+            "the listening connection"
+        );
+        let woken = tokio::time::timeout(Duration::from_secs(10), appended.changed()).await;
+        assert!(matches!(woken, Ok(Ok(()))), "woken after reconnecting");
+    }
+
     /// A node reads its own newest appends from memory, but never in place of another node's:
     /// an event another node numbered in between, or after, is always read.
     #[tokio::test]

@@ -214,7 +214,6 @@ impl PostgresStore {
         let head = events::high_water_mark(&**pool.get().await?).await?;
         let appended = Arc::new(watch::Sender::new(head));
         let changed = Arc::new(watch::Sender::new(0u64));
-
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let node: Arc<str> = options
             .node_id
@@ -325,8 +324,10 @@ async fn listen(
                 } else {
                     // Whatever was notified while no one listened: look again now. Another
                     // node's appends may be among it, so this node's own are no longer known
-                    // complete (until its next commit starts a run again).
+                    // complete (until its next commit starts a run again); forgotten before the
+                    // workers wake, so they read the database.
                     own.forget();
+                    appended.send_modify(|_| {});
                     changed.send_modify(|n| *n += 1);
                     while let Some(n) = rx.recv().await {
                         if n.channel() == APPENDED_CHANNEL {
