@@ -87,6 +87,22 @@ def test_retry_after_is_honoured(server_factory):
     receiver.stop()
 
 
+def test_a_backlog_read_in_small_windows_arrives_whole_and_once(server_factory):
+    # Ten events per round: each round reads the next window while it sends its own.
+    server = server_factory(config="[delivery]\nread_batch = 10\n")
+    receiver = Receiver().start()
+    [hook] = server.set_hooks([webhook_hook(receiver.url)])
+    server.request("POST", f"/v1/hooks/{hook['id']}/pause")
+    sent = server.send_events(events("window", 500))
+    server.request("POST", f"/v1/hooks/{hook['id']}/resume")
+    wait_until(lambda: len(receiver.by_id()) == 500, what="500 deliveries")
+    lag = lambda: server.request("GET", f"/v1/hooks/{hook['id']}").json()["hook"]["lag"]["events"]
+    wait_until(lambda: lag() == 0, what="lag back to 0")
+    by_id = receiver.by_id()
+    assert set(by_id) == set(sent)
+    assert [i for i, requests in by_id.items() if len(requests) > 1] == []
+
+
 def test_receiver_down_then_up_loses_nothing(server_factory):
     server = server_factory(config=FAST)
     port = free_port()
