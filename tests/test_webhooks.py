@@ -88,7 +88,7 @@ def test_retry_after_is_honoured(server_factory):
 
 
 def test_a_backlog_read_in_small_windows_arrives_whole_and_once(server_factory):
-    # Ten events per round: each round reads the next window while it sends its own.
+    # Ten events per round: fifty rounds, each starting where the last one's cursor ended.
     server = server_factory(config="[delivery]\nread_batch = 10\n")
     receiver = Receiver().start()
     [hook] = server.set_hooks([webhook_hook(receiver.url)])

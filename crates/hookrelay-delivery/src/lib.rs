@@ -5,8 +5,7 @@
 //!   change; [`DeliveryHandle`] is how the API tells it so, and runs destination checks.
 //! * `settings`: [`DeliverySettings`], what the dispatcher and workers read from the config.
 //! * `worker`: one hook's loop: each round reads after the cursor, plans, sends, settles and
-//!   records progress; `round` holds the pure plan and settle steps; `read_ahead` reads a
-//!   hook's next window of events while the current one is sent.
+//!   records progress; `round` holds the pure plan and settle steps.
 //! * `outcome`: [`outcome::Outcome`], what one attempt of one entry came to, and the classifiers
 //!   that decide it from HTTP statuses, SQS/SNS entry errors and failed AWS calls.
 //! * `destinations/`: SQS, SNS and webhooks (one module each), behind the
@@ -28,7 +27,6 @@ pub mod destinations;
 mod dispatcher;
 pub mod outcome;
 mod pace;
-mod read_ahead;
 pub mod retry;
 mod round;
 mod settings;

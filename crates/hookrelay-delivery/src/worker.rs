@@ -30,7 +30,6 @@ use crate::destinations::{Destination, Outgoing};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::pace::{Breaker, Budget, RateLimiter};
-use crate::read_ahead::{ReadAhead, worth_reading_ahead};
 use crate::round::{Call, Item, Note, Sent, SettleRules, Settlement, Shape, plan, settle};
 use crate::settings::DeliverySettings;
 use crate::signing::Signer;
@@ -97,8 +96,6 @@ impl Worker {
         // A round whose outcome the store could not take (disk full, database away): it is
         // recorded before anything else is sent, so nothing delivered is sent again.
         let mut unrecorded: Option<Settlement> = None;
-        // The next window of events, read while the last round sent.
-        let mut ahead: Option<ReadAhead> = None;
         let mut store_failures = 0u32;
         while !self.cancel.is_cancelled() {
             appended.borrow_and_update();
@@ -107,7 +104,7 @@ impl Worker {
                 Some(held) => self.record(held, &mut cursor, &mut unrecorded).await,
                 None => {
                     let span = tracing::debug_span!("delivery_round", hook_id = %hook_id);
-                    self.round(&mut cursor, &mut pace, &mut unrecorded, &mut ahead)
+                    self.round(&mut cursor, &mut pace, &mut unrecorded)
                         .instrument(span)
                         .await
                 }
@@ -248,7 +245,6 @@ impl Worker {
         cursor: &mut Cursor,
         pace: &mut Pace,
         unrecorded: &mut Option<Settlement>,
-        ahead: &mut Option<ReadAhead>,
     ) -> hookrelay_store::Result<Round> {
         if !self.store.lease(&self.hook.id).is_held() {
             return Ok(Round::NotOwner);
@@ -260,11 +256,9 @@ impl Worker {
         };
         let probing = pace.breaker.is_open();
         let now = Timestamp::now();
-        let window = self.settings.read_batch;
-        let read_ahead = ahead.take();
         let reading = RoundLimits {
             retries: RETRIES_PER_ROUND,
-            events: if read_ahead.is_some() { 0 } else { window },
+            events: self.settings.read_batch,
         };
         // A rewind (replay since) changes the stored cursor under a new epoch: it is adopted.
         let Some(input) = self
@@ -282,23 +276,6 @@ impl Worker {
             next_retry_at,
         } = input;
         *cursor = start;
-        let events = match read_ahead {
-            None => events,
-            Some(read) => match read.events_after(start.seq).await {
-                Some(events) => events,
-                None => self.store.read_events(self.app, start.seq, window).await?,
-            },
-        };
-        if let Some(last) = events.last()
-            && worth_reading_ahead(events.len(), window, budget.is_some(), probing)
-        {
-            *ahead = Some(ReadAhead::start(
-                self.store.clone(),
-                self.app,
-                last.seq,
-                window,
-            ));
-        }
         if due.is_empty() && events.is_empty() {
             pace.limiter.drained();
             return Ok(Round::Idle {
@@ -307,8 +284,9 @@ impl Worker {
         }
         // A round that read all there was and delivers all of it leaves nothing for the next
         // one: the worker can wait at once instead of reading the store again to find nothing.
-        let read_everything =
-            budget.is_none() && due.len() < RETRIES_PER_ROUND && events.len() < window;
+        let read_everything = budget.is_none()
+            && due.len() < RETRIES_PER_ROUND
+            && events.len() < self.settings.read_batch;
         let last_read = events.last().map(|e| e.seq);
         let took_retries = !due.is_empty();
         let shape = Shape { probing, budget };

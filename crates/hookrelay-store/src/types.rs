@@ -81,7 +81,6 @@ pub struct RoundInput {
 #[derive(Debug, Clone, Copy)]
 pub struct RoundLimits {
     pub retries: usize,
-    /// 0 reads no events: the worker read them ahead, while its previous round was sending.
     pub events: usize,
 }
 
