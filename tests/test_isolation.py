@@ -453,6 +453,34 @@ def test_a_full_disk_answers_503_holds_progress_and_recovers(server_factory, tmp
         disk.unmount()
 
 
+def test_a_full_disk_while_a_backlog_drains_loses_nothing(server_factory, tmp_path):
+    # Rounds of 20 events: each round's progress is still being written while the next one
+    # sends; the disk fills while that goes on.
+    disk = SmallDisk(tmp_path / "disk")
+    try:
+        config = FAST_RETRIES.replace("[delivery]\n", "[delivery]\nread_batch = 20\n").replace(
+            "[webhook]\n", "[webhook]\nin_flight = 4\n")
+        server = server_factory(data_dir=disk.path / "data", config=config)
+        receiver = Receiver(lambda request: Answer(delay=0.005)).start()
+        [hook] = server.set_hooks([webhook_hook(receiver.url)])
+        server.request("POST", f"/v1/hooks/{hook['id']}/pause")
+        sent = [i for n in range(2) for i in server.send_events(
+            [{"id": f"backlog-{n}-{i}", "type": "a"} for i in range(1000)])]
+        server.request("POST", f"/v1/hooks/{hook['id']}/resume")
+        wait_until(lambda: len(receiver.by_id()) >= 300, what="the drain under way")
+        disk.fill()
+        time.sleep(1)
+        disk.free()
+        wait_until(lambda: set(sent) <= set(receiver.by_id()), timeout=60, what="the whole backlog")
+        copies = {i: len(rs) for i, rs in receiver.by_id().items()}
+        assert max(copies.values()) <= 2, "at most one extra delivery per event"
+        print(f"\n[figures] full disk mid-drain: {sum(copies.values()) - len(copies)} extra deliveries")
+        receiver.stop()
+        server.kill()
+    finally:
+        disk.unmount()
+
+
 def test_hook_ids_are_per_app(server):
     app_b = second_app(server)
     receiver_a, receiver_b = Receiver().start(), Receiver().start()

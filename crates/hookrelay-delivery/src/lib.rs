@@ -5,7 +5,8 @@
 //!   change; [`DeliveryHandle`] is how the API tells it so, and runs destination checks.
 //! * `settings`: [`DeliverySettings`], what the dispatcher and workers read from the config.
 //! * `worker`: one hook's loop: each round reads after the cursor, plans, sends, settles and
-//!   records progress; `round` holds the pure plan and settle steps.
+//!   records progress; `round` holds the pure plan and settle steps; `record_behind` lets a
+//!   round's record finish while the next round sends.
 //! * `outcome`: [`outcome::Outcome`], what one attempt of one entry came to, and the classifiers
 //!   that decide it from HTTP statuses, SQS/SNS entry errors and failed AWS calls.
 //! * `destinations/`: SQS, SNS and webhooks (one module each), behind the
@@ -27,6 +28,7 @@ pub mod destinations;
 mod dispatcher;
 pub mod outcome;
 mod pace;
+mod record_behind;
 pub mod retry;
 mod round;
 mod settings;

@@ -30,6 +30,7 @@ use crate::destinations::{Destination, Outgoing};
 use crate::outcome::CallError;
 use crate::outcome::Outcome;
 use crate::pace::{Breaker, Budget, RateLimiter};
+use crate::record_behind::{PendingRecord, Settled, may_record_behind};
 use crate::round::{Call, Item, Note, Sent, SettleRules, Settlement, Shape, plan, settle};
 use crate::settings::DeliverySettings;
 use crate::signing::Signer;
@@ -96,6 +97,8 @@ impl Worker {
         // A round whose outcome the store could not take (disk full, database away): it is
         // recorded before anything else is sent, so nothing delivered is sent again.
         let mut unrecorded: Option<Settlement> = None;
+        // The last round's record, still being written while the next round sends.
+        let mut behind: Option<PendingRecord> = None;
         let mut store_failures = 0u32;
         while !self.cancel.is_cancelled() {
             appended.borrow_and_update();
@@ -104,7 +107,7 @@ impl Worker {
                 Some(held) => self.record(held, &mut cursor, &mut unrecorded).await,
                 None => {
                     let span = tracing::debug_span!("delivery_round", hook_id = %hook_id);
-                    self.round(&mut cursor, &mut pace, &mut unrecorded)
+                    self.round(&mut cursor, &mut pace, &mut unrecorded, &mut behind)
                         .instrument(span)
                         .await
                 }
@@ -180,6 +183,11 @@ impl Worker {
                 _ = self.cancel.cancelled() => {}
             }
         }
+        if let Some(pending) = behind.take() {
+            let _ = self
+                .finish_behind(pending, &mut cursor, &mut unrecorded)
+                .await;
+        }
         self.record_before_stopping(unrecorded, &mut cursor).await;
     }
 
@@ -240,11 +248,38 @@ impl Worker {
         }
     }
 
+    /// One round, with the record of the round before it (`behind`) finished first or along
+    /// the way; leaves its own record in `behind` when the next round may start before it is in.
     async fn round(
         &self,
         cursor: &mut Cursor,
         pace: &mut Pace,
         unrecorded: &mut Option<Settlement>,
+        behind: &mut Option<PendingRecord>,
+    ) -> hookrelay_store::Result<Round> {
+        let mut prior = behind.take();
+        let result = self
+            .round_after(cursor, pace, unrecorded, &mut prior, behind)
+            .await;
+        // A round that ended before writing anything leaves the record before it to finish here.
+        match prior {
+            Some(prior) => {
+                self.finish_behind(prior, cursor, unrecorded).await?;
+                result
+            }
+            None => result,
+        }
+    }
+
+    /// The round itself. It takes `prior` (and finishes it) before it writes anything; a round
+    /// that ends sooner leaves it to `round`.
+    async fn round_after(
+        &self,
+        cursor: &mut Cursor,
+        pace: &mut Pace,
+        unrecorded: &mut Option<Settlement>,
+        prior: &mut Option<PendingRecord>,
+        behind: &mut Option<PendingRecord>,
     ) -> hookrelay_store::Result<Round> {
         if !self.store.lease(&self.hook.id).is_held() {
             return Ok(Round::NotOwner);
@@ -308,7 +343,7 @@ impl Worker {
             epoch: cursor.epoch,
             checkpoints,
         };
-        let Some(sent) = self.send_all(batches, sending).await else {
+        let Some(sent) = self.send_all(batches, sending, prior.as_mut()).await else {
             return Ok(Round::DestinationDown(CallError::new(
                 "internal",
                 "a send task died",
@@ -343,6 +378,31 @@ impl Worker {
             .iter()
             .map(|r| r.next_attempt_at);
         let next_retry = next_retry_after_round(took_retries, next_retry_at, scheduled, now);
+        // Writes go in round order: the record before this round's first.
+        if let Some(prior) = prior.take() {
+            self.finish_behind(prior, cursor, unrecorded).await?;
+        }
+        let settled = Settled {
+            caught_up,
+            took_retries,
+            scheduled_retries: !settlement.progress.retries.is_empty(),
+            backing_off: settlement.back_off.is_some(),
+            paced: budget.is_some(),
+            probing: probing || pace.breaker.is_open(),
+            fifo,
+            nothing_to_record: settlement.progress.is_empty(),
+        };
+        if may_record_behind(&settled) {
+            // The next round starts from where this record will leave the cursor.
+            let started_at = *cursor;
+            cursor.seq = cursor_after;
+            *behind = Some(PendingRecord::start(
+                self.store.clone(),
+                settlement,
+                started_at,
+            ));
+            return Ok(Round::Progressed);
+        }
         Ok(match self.record(settlement, cursor, unrecorded).await? {
             Round::Progressed if caught_up => Round::Idle { next_retry },
             round => round,
@@ -387,9 +447,7 @@ impl Worker {
                 .record_progress(settlement.progress.clone())
                 .await
         {
-            if !matches!(e, StoreError::Stale(_) | StoreError::NotOwner(_)) {
-                *unrecorded = Some(settlement);
-            }
+            hold_unless_void(&e, settlement, unrecorded);
             return Err(e);
         }
         // Told only once recorded, so nothing is counted twice.
@@ -403,6 +461,31 @@ impl Worker {
             Some(error) => Round::DestinationDown(error),
             None => Round::Progressed,
         })
+    }
+
+    /// Waits for a record left behind. Written: its notes count now. Failed: the hook is back
+    /// where that round started, the record is held as any unrecorded round's (see `record`),
+    /// and the error ends the round that was running meanwhile, whose outcome counts for nothing.
+    async fn finish_behind(
+        &self,
+        pending: PendingRecord,
+        cursor: &mut Cursor,
+        unrecorded: &mut Option<Settlement>,
+    ) -> hookrelay_store::Result<()> {
+        let (settlement, started_at, written) = pending.finish().await;
+        match written {
+            Ok(()) => {
+                for note in settlement.notes {
+                    self.note(note);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                *cursor = started_at;
+                hold_unless_void(&e, settlement, unrecorded);
+                Err(e)
+            }
+        }
     }
 
     fn note(&self, note: Note) {
@@ -428,7 +511,15 @@ impl Worker {
     /// While batches are still in flight, the new events delivered so far are checkpointed
     /// (one store write at a time, see `checkpoint`), so a crash re-sends only what was in
     /// flight, not the whole round.
-    async fn send_all(&self, batches: Vec<Vec<Item>>, mut sending: Sending) -> Option<Sent> {
+    ///
+    /// `prior`, the previous round's record still being written, is waited for before the
+    /// first checkpoint; if it failed, nothing more is sent.
+    async fn send_all(
+        &self,
+        batches: Vec<Vec<Item>>,
+        mut sending: Sending,
+        mut prior: Option<&mut PendingRecord>,
+    ) -> Option<Sent> {
         let mut pending: VecDeque<(usize, Vec<Item>)> = batches.into_iter().enumerate().collect();
         let mut next_index = pending.len();
         let mut tasks = JoinSet::new();
@@ -439,6 +530,7 @@ impl Worker {
         let mut checkpoint: Option<CheckpointWrite> = None;
         let mut checkpoints_from = std::pin::pin!(tokio::time::sleep(CHECKPOINTS_FROM));
         let mut may_checkpoint = false;
+        let mut checkpoint_clock_rang = false;
         loop {
             while tasks.len() < sending.in_flight && !stopped {
                 // Checked before every send: a node whose lease lapsed, or a worker told to
@@ -486,7 +578,7 @@ impl Worker {
                 recorded = async { checkpoint.as_mut().expect("checked").await }, if checkpoint.is_some() => {
                     Woke::Checkpointed(recorded)
                 }
-                () = &mut checkpoints_from, if !may_checkpoint => Woke::CheckpointsBegin,
+                () = &mut checkpoints_from, if !checkpoint_clock_rang => Woke::CheckpointsBegin,
                 // Told to stop at once: requests still in flight are dropped (their events are
                 // sent again later); what was acknowledged is recorded.
                 _ = self.abandon.cancelled() => Woke::Abandoned,
@@ -502,7 +594,16 @@ impl Worker {
                     continue;
                 }
                 Woke::CheckpointsBegin => {
-                    may_checkpoint = true;
+                    checkpoint_clock_rang = true;
+                    let prior_written = match prior.as_deref_mut() {
+                        Some(prior) => prior.wait().await,
+                        None => true,
+                    };
+                    if prior_written {
+                        may_checkpoint = true;
+                    } else {
+                        stopped = true;
+                    }
                     continue;
                 }
                 Woke::Abandoned => {
@@ -549,6 +650,18 @@ impl Worker {
             unsent: pending.into_iter().map(|(_, batch)| batch).collect(),
             abandoned_from: launched.values().filter_map(|(_, first)| *first).min(),
         })
+    }
+}
+
+/// Keeps a settlement the store could not take, to record it before anything else is sent; a
+/// rewind or a lost lease since its round began (Stale, NotOwner) voids it instead.
+fn hold_unless_void(
+    error: &StoreError,
+    settlement: Settlement,
+    unrecorded: &mut Option<Settlement>,
+) {
+    if !matches!(error, StoreError::Stale(_) | StoreError::NotOwner(_)) {
+        *unrecorded = Some(settlement);
     }
 }
 
