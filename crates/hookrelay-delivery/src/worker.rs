@@ -3,9 +3,10 @@
 //! Each round reads the retry entries that are due and the next events after the cursor, then
 //! runs three steps: `round::plan` (what to send), the send (here: several batches at once, each
 //! under the hook's lease), and `round::settle` (what the outcomes mean), and records the result
-//! in one store transaction. The rules (the cursor never passes an unhandled event; refusals
-//! never count as the destination being down; FIFO order; too-large events dead-lettered once)
-//! live in `round`, which is tested without a network.
+//! in one store transaction. A round that leaves more to do lets that record finish while the
+//! next round sends (`record_behind`). The rules (the cursor never passes an unhandled event;
+//! refusals never count as the destination being down; FIFO order; too-large events
+//! dead-lettered once) live in `round`, which is tested without a network.
 //!
 //! Between rounds: a round that settled as "destination down" makes the hook back off as a whole
 //! (doubling up to `hook_backoff_cap`, or the destination's `Retry-After`). How much each round
