@@ -2,12 +2,13 @@
 //!
 //! Recording a round waits for the store's writer, behind other commits and their fsync: 1 ms
 //! on an idle store, 3–11 ms under heavy ingest. A hook far behind the log sent nothing
-//! meanwhile. A round that leaves more to do (and found the destination up, took and scheduled
-//! no retry, is neither paced, probing nor FIFO) lets its record finish behind the next round. That round
-//! reads from the cursor the record will store, sends, and waits for the record before it
-//! writes anything itself, a checkpoint or its own record, so writes stay in round order. If
-//! the record fails, the next round sends nothing more and its outcome is dropped: its events
-//! are sent again once the held record is in, as after any unrecorded round.
+//! meanwhile. A round that leaves more to do (and found the destination up, took and
+//! scheduled no retry, is neither paced, probing nor FIFO) lets its record finish behind the
+//! next round. That round reads from the cursor the record will store, sends, and waits for
+//! the record before it writes anything itself, a checkpoint or its own record, so writes stay
+//! in round order. If the record fails, the next round sends nothing more and its outcome is
+//! dropped: its events are sent again once the held record is in, as after any unrecorded
+//! round.
 
 use std::sync::Arc;
 
