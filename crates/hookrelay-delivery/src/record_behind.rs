@@ -52,8 +52,13 @@ pub(crate) struct PendingRecord {
     settlement: Settlement,
     /// The cursor the round started from: where the hook is if the record fails.
     started_at: Cursor,
-    write: Option<JoinHandle<hookrelay_store::Result<()>>>,
-    written: Option<hookrelay_store::Result<()>>,
+    write: Write,
+}
+
+/// The store write: still going, or its result.
+enum Write {
+    Going(JoinHandle<hookrelay_store::Result<()>>),
+    Done(hookrelay_store::Result<()>),
 }
 
 impl PendingRecord {
@@ -63,27 +68,29 @@ impl PendingRecord {
         Self {
             settlement,
             started_at,
-            write: Some(write),
-            written: None,
+            write: Write::Going(write),
         }
     }
 
     /// Waits until the record is written or has failed; true if it was written.
     pub async fn wait(&mut self) -> bool {
-        if let Some(write) = self.write.take() {
-            self.written = Some(write.await.unwrap_or_else(|_| {
+        if let Write::Going(write) = &mut self.write {
+            let result = write.await.unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(
                     "the progress write ended unfinished".into(),
                 ))
-            }));
+            });
+            self.write = Write::Done(result);
         }
-        matches!(self.written, Some(Ok(())))
+        matches!(self.write, Write::Done(Ok(())))
     }
 
     /// The round's settlement, the cursor it started from, and whether its record was written.
     pub async fn finish(mut self) -> (Settlement, Cursor, hookrelay_store::Result<()>) {
         self.wait().await;
-        let written = self.written.take().expect("waited");
+        let Write::Done(written) = self.write else {
+            unreachable!("waited")
+        };
         (self.settlement, self.started_at, written)
     }
 }
