@@ -451,10 +451,7 @@ impl Worker {
             hold_unless_void(&e, settlement, unrecorded);
             return Err(e);
         }
-        // Told only once recorded, so nothing is counted twice.
-        for note in settlement.notes {
-            self.note(note);
-        }
+        self.note_recorded(settlement.notes);
         if let Some(c) = settlement.progress.cursor {
             cursor.seq = c.max(cursor.seq);
         }
@@ -476,9 +473,7 @@ impl Worker {
         let (settlement, started_at, written) = pending.finish().await;
         match written {
             Ok(()) => {
-                for note in settlement.notes {
-                    self.note(note);
-                }
+                self.note_recorded(settlement.notes);
                 Ok(())
             }
             Err(e) => {
@@ -486,6 +481,13 @@ impl Worker {
                 hold_unless_void(&e, settlement, unrecorded);
                 Err(e)
             }
+        }
+    }
+
+    /// A round's notes, told only once its record is written, so nothing is counted twice.
+    fn note_recorded(&self, notes: Vec<Note>) {
+        for note in notes {
+            self.note(note);
         }
     }
 
