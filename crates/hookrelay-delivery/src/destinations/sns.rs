@@ -28,8 +28,16 @@ pub struct SnsDestination {
 struct Form(String);
 
 impl Form {
-    fn new(action: &str, topic_arn: &str) -> Self {
-        let mut form = Self(String::with_capacity(2048));
+    /// A form with room for `messages` events carrying `payload_bytes` of JSON: one
+    /// allocation per call, where growing from a small buffer copied a batch's form several
+    /// times over (fanout profile).
+    fn new(action: &str, topic_arn: &str, messages: usize, payload_bytes: usize) -> Self {
+        // JSON's quotes, colons, commas and braces take three bytes each once encoded (about a
+        // fifth of its bytes); each message also carries its field names and attributes.
+        const PER_MESSAGE: usize = 1024;
+        let mut form = Self(String::with_capacity(
+            payload_bytes + payload_bytes / 2 + PER_MESSAGE * messages + 256,
+        ));
         form.add("Action", action);
         form.add("Version", API_VERSION);
         form.add("TopicArn", topic_arn);
@@ -117,14 +125,15 @@ impl SnsDestination {
 
     /// Publishes one event alone (`Publish`, not a batch), as Stream's `check_sns` does.
     pub async fn publish_one(&self, event: &StoredEvent, signer: &Signer) -> Result<(), CallError> {
-        let mut form = Form::new("Publish", &self.topic_arn);
+        let mut form = Form::new("Publish", &self.topic_arn, 1, event.payload.len());
         let attributes = Attributes::of_event(event, signer, Timestamp::now());
         form.message("", event, &attributes, self.fifo);
         self.client.call(form.into_request()).await.map(|_| ())
     }
 
     fn batch_form(&self, batch: &[Outgoing<'_>], signer: &Signer, now: Timestamp) -> Form {
-        let mut form = Form::new("PublishBatch", &self.topic_arn);
+        let payloads: usize = batch.iter().map(|o| o.event.payload.len()).sum();
+        let mut form = Form::new("PublishBatch", &self.topic_arn, batch.len(), payloads);
         for (i, outgoing) in batch.iter().enumerate() {
             let prefix = format!("PublishBatchRequestEntries.member.{}.", i + 1);
             form.add(format_args!("{prefix}Id"), &entry_id(i));
@@ -248,6 +257,48 @@ mod tests {
             let expected: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
             assert_eq!(encoded, expected, "{value:?}");
         }
+    }
+
+    #[test]
+    fn a_batch_of_chat_events_is_built_without_growing_its_form() {
+        let text = "Are we still on for lunch tomorrow? I can book the place near the office, \
+                    or we could try the new one downtown, if you're up for it. "
+            .repeat(6);
+        let payload = format!(
+            r#"{{"type":"message.new","cid":"messaging:general","channel_type":"messaging","channel_id":"general","message":{{"id":"5e8a1c2d-0f6b-4c3e-9a7d-2b1f0e9c8d7a","text":"{text}","user":{{"id":"ann","name":"Ann"}},"created_at":"2026-12-07T10:00:00.000Z"}},"user":{{"id":"ann"}},"created_at":"2026-12-07T10:00:00.000Z"}}"#
+        );
+        let events: Vec<StoredEvent> = (0..10)
+            .map(|i| StoredEvent {
+                seq: hookrelay_store::Seq(i + 1),
+                id: format!("5e8a1c2d-0f6b-4c3e-9a7d-{i:012}"),
+                event_type: "message.new".into(),
+                cid: Some("messaging:general".into()),
+                created_at: Timestamp::from_millis(0),
+                payload: payload.clone().into_bytes().into(),
+            })
+            .collect();
+        let batch: Vec<Outgoing<'_>> = events
+            .iter()
+            .map(|event| Outgoing { event, attempt: 1 })
+            .collect();
+        let signer = Signer::Stream {
+            app_secret: hookrelay_core::Secret::new("s"),
+        };
+        let arn: TopicArn = "arn:aws:sns:us-east-1:123456789012:chat-events"
+            .parse()
+            .unwrap();
+        let dest = SnsDestination::new(AwsClient::for_tests(crate::aws::Service::Sns), &arn);
+        let room = Form::new("PublishBatch", &arn.to_string(), 10, payload.len() * 10)
+            .0
+            .capacity();
+        let form = dest.batch_form(&batch, &signer, Timestamp::from_millis(0));
+        assert!(payload.len() > 1000, "a 1 KB event");
+        assert_eq!(
+            form.0.capacity(),
+            room,
+            "{} bytes built in the room reserved",
+            form.0.len()
+        );
     }
 
     #[test]
