@@ -41,6 +41,11 @@ def duplicates(receivers):
     return sum(len(r.requests) - len(r.by_id()) for r in receivers)
 
 
+def first_sent_of_repeated(receivers):
+    """When each event that arrived more than once first arrived (monotonic)."""
+    return [group[0].at for r in receivers for group in r.by_id().values() if len(group) > 1]
+
+
 def silence(receiver, start, end):
     """The longest gap between requests the receiver got within [start, end] (monotonic)."""
     times = [start] + sorted(r.at for r in receiver.requests if start <= r.at <= end) + [end]
@@ -118,10 +123,15 @@ def test_a_killed_nodes_hooks_move_within_3s_and_only_in_flight_events_repeat(da
         f"duplicates: {repeated} ({100 * repeated / deliveries:.2f}%)"
     )
     assert silent < 3.0, f"the killed node's hooks were silent for {silent:.2f}s"
-    # Only what was in flight is sent again: at most 16 calls per hook (webhook.in_flight),
-    # and what was answered while the last checkpoint was being written.
-    assert repeated <= 2 * 16 * len(victim_hooks), f"{repeated} duplicates"
-    assert repeated <= 0.005 * deliveries, f"{repeated} duplicates of {deliveries} deliveries"
+    # Only what the killed node had sent but not yet recorded is sent again: its rounds'
+    # calls in flight and those answered since their last checkpoint. How many that is moves
+    # with the machine's speed (2 to 85 here at ~450 events/s); when they were first sent
+    # does not: within a lease period (2 s) before the kill, never events recorded before.
+    first_sent = first_sent_of_repeated(receivers)
+    assert all(killed_at - 2.0 <= at for at in first_sent), (
+        f"events first sent {killed_at - min(first_sent):.2f}s before the kill were sent again"
+    )
+    assert repeated <= 0.01 * deliveries, f"{repeated} duplicates of {deliveries} deliveries"
 
 
 def test_a_node_leaving_and_one_joining_hand_hooks_over_without_duplicates(database, webhook_cluster):
