@@ -46,6 +46,23 @@ def first_sent_of_repeated(receivers):
     return [group[0].at for r in receivers for group in r.by_id().values() if len(group) > 1]
 
 
+def repeats_explained(cluster, receivers, marks):
+    """For a failed "no duplicates" check: each repeated event's arrivals (seconds from the
+    first mark, attempt header, connection), the test's marks, and the nodes' warnings."""
+    origin = marks[0][0]
+    lines = [f"{at - origin:7.3f}s {what}" for at, what in marks]
+    for r in receivers:
+        for event_id, group in r.by_id().items():
+            if len(group) > 1:
+                arrivals = ", ".join(
+                    f"{q.at - origin:.3f}s attempt {q.headers.get('x-webhook-attempt')} port {q.peer}" for q in group
+                )
+                lines.append(f"{r.url} {event_id}: {arrivals}")
+    for node in cluster.nodes:
+        lines += [f"{node.name}: {line}" for line in node.log().splitlines() if '"WARN"' in line or '"ERROR"' in line]
+    return "\n".join(lines)
+
+
 def silence(receiver, start, end):
     """The longest gap between requests the receiver got within [start, end] (monotonic)."""
     times = [start] + sorted(r.at for r in receiver.requests if start <= r.at <= end) + [end]
@@ -149,7 +166,9 @@ def test_a_node_leaving_and_one_joining_hand_hooks_over_without_duplicates(datab
         what="the new node to take hooks",
     )
     flowing(producers)
+    marks = [(start, "node joined"), (time.monotonic(), f"{leaving.name} told to stop")]
     assert leaving.stop() == 0
+    marks.append((time.monotonic(), f"{leaving.name} stopped"))
     # Its hooks go to the others at once, not when the leases would have expired.
     wait_until(
         lambda: leaving.name not in cluster.owners(joined).values(),
@@ -170,7 +189,7 @@ def test_a_node_leaving_and_one_joining_hand_hooks_over_without_duplicates(datab
     repeated = duplicates(receivers)
     longest = max(silence(r, start, end) for r in receivers)
     print(f"\nhandovers: duplicates {repeated}, longest silence {longest:.2f}s")
-    assert repeated == 0
+    assert repeated == 0, repeats_explained(cluster, receivers, marks)
     assert longest <= 1.0, f"a hook was silent for {longest:.2f}s during the handovers"
     handed = psql(database, "SELECT count(*) FROM lease_log WHERE action = 'released'")
     assert int(handed[0][0]) >= 2
@@ -180,8 +199,11 @@ def test_a_rolling_restart_under_load_loses_nothing(database, webhook_cluster):
     cluster, receivers = webhook_cluster(database)
     producers = [producer(node) for node in cluster.nodes]
     flowing(producers)
+    marks = [(time.monotonic(), "load flowing")]
     for node in cluster.nodes:
+        marks.append((time.monotonic(), f"{node.name} told to stop"))
         assert node.stop() == 0
+        marks.append((time.monotonic(), f"{node.name} stopped"))
         node.start()
         flowing(producers, 50)
     acknowledged = [i for p in producers for i in p.stop()]
@@ -189,7 +211,7 @@ def test_a_rolling_restart_under_load_loses_nothing(database, webhook_cluster):
     assert_all_delivered(receivers, acknowledged)
     repeated = duplicates(receivers)
     print(f"\nrolling restart: {len(acknowledged)} events, duplicates {repeated}")
-    assert repeated == 0
+    assert repeated == 0, repeats_explained(cluster, receivers, marks)
 
 
 def test_the_database_going_away_answers_503_and_delivery_resumes(database, webhook_cluster):

@@ -38,7 +38,7 @@ pub use types::*;
 pub enum StoreError {
     #[error("database error: {0}")]
     Backend(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -60,6 +60,16 @@ pub enum StoreError {
     NotOwner(HookId),
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A PostgreSQL error as logs should show it. The driver's own text for an error the server
+/// reported is only "db error"; the server's message (never the row values its detail may
+/// quote) and its SQLSTATE say what happened, e.g. "deadlock detected (40P01)".
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {

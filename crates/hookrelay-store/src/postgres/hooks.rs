@@ -46,7 +46,9 @@ pub async fn replace(
     let mut owners: HashMap<String, AppId> = HashMap::new();
     for r in c
         .query(
-            "SELECT id, app_id FROM hooks WHERE app_id = $1 OR id = ANY($2)",
+            // Locked up front, in id order (see `progress::fence`): the upserts below go in
+            // the order of the list.
+            "SELECT id, app_id FROM hooks WHERE app_id = $1 OR id = ANY($2) ORDER BY id FOR UPDATE",
             &[&app, &ids],
         )
         .await?

@@ -69,10 +69,14 @@ pub async fn renew(
         &[&node],
     )
     .await?;
+    // Rows are locked in id order, as every statement locking several hook rows does.
     let owned = hook_ids(
         &c.query(
-            "UPDATE hooks SET lease_until = now() + $2::BIGINT * interval '1 millisecond'
-             WHERE owner = $1 AND lease_until > now() RETURNING id",
+            "WITH mine AS (
+                 SELECT id FROM hooks WHERE owner = $1 AND lease_until > now()
+                 ORDER BY id FOR UPDATE)
+             UPDATE hooks h SET lease_until = now() + $2::BIGINT * interval '1 millisecond'
+             FROM mine WHERE h.id = mine.id RETURNING h.id",
             &[&node, &ttl_ms],
         )
         .await?,
@@ -172,9 +176,11 @@ fn share_of(hooks: usize, live: &[String], node: &str) -> usize {
 /// Gives leases back (their workers have stopped).
 pub async fn release(c: &impl GenericClient, node: &str, hooks: &[&str]) -> Result<()> {
     c.execute(
-        "WITH released AS (
-             UPDATE hooks SET owner = NULL, lease_until = NULL
-             WHERE owner = $1 AND id = ANY($2) RETURNING id, epoch)
+        "WITH mine AS (
+             SELECT id FROM hooks WHERE owner = $1 AND id = ANY($2) ORDER BY id FOR UPDATE),
+         released AS (
+             UPDATE hooks h SET owner = NULL, lease_until = NULL
+             FROM mine WHERE h.id = mine.id RETURNING h.id, h.epoch)
          INSERT INTO lease_log (hook_id, node_id, epoch, action)
          SELECT id, $1, epoch, 'released' FROM released",
         &[&node, &hooks],

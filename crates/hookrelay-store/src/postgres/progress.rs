@@ -5,7 +5,7 @@
 //! (a rewind or a lease takeover since makes it stale), and this node holds an unexpired lease
 //! (a node that was paused or cut off past its lease writes nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hookrelay_core::{HookId, Timestamp};
 use tokio_postgres::GenericClient;
@@ -30,19 +30,18 @@ pub async fn cursor(c: &impl GenericClient, hook: &HookId) -> Result<Option<Curs
 }
 
 /// Applies the results of a group's rounds, in order. Every round's hook row is locked and
-/// checked first, then the rounds that passed are written; within each step the statements are
-/// sent together (tokio-postgres pipelines queries polled at once, and the server runs them in
-/// the order sent), so a group costs two round trips instead of a few per round. A round refused
-/// by its fence gets that error as its result, without touching the transaction, so the others
-/// still commit; any other error fails the group.
+/// checked first, in one statement, then the rounds that passed are written; their statements
+/// are sent together (tokio-postgres pipelines queries polled at once, and the server runs them
+/// in the order sent), so a group costs two round trips instead of a few per round. A round
+/// refused by its fence gets that error as its result, without touching the transaction, so
+/// the others still commit; any other error fails the group.
 pub async fn record_all(
     c: &impl GenericClient,
     rounds: &[&Progress],
     node: &str,
     now: Timestamp,
 ) -> Result<Vec<Result<()>>> {
-    let fenced =
-        futures_util::future::try_join_all(rounds.iter().map(|p| fence(c, p, node))).await?;
+    let fenced = fence(c, rounds, node).await?;
     let passed = rounds
         .iter()
         .zip(&fenced)
@@ -52,30 +51,36 @@ pub async fn record_all(
     Ok(fenced.into_iter().map(|fence| fence.map(|_| ())).collect())
 }
 
-/// Locks a round's hook row and checks that this node holds its lease under the round's epoch.
-/// `Ok(false)`: the hook was deleted meanwhile, nothing to record.
+/// Locks the rounds' hook rows and checks, for each round, that this node holds its hook's
+/// lease under the round's epoch. `Ok(false)`: the hook was deleted meanwhile, nothing to
+/// record. The rows are locked in id order, as every statement locking several hook rows does
+/// (`leases.rs`, `hooks.rs`): taken in any other order, a group and a lease renewal of the same
+/// node can each hold a row the other waits for, and PostgreSQL ends one of them after a second.
 async fn fence(
     c: &impl GenericClient,
-    p: &Progress,
+    rounds: &[&Progress],
     node: &str,
-) -> Result<std::result::Result<bool, StoreError>> {
-    let Some(row) = c
-        .query_opt(
-            "SELECT epoch, owner = $2 AND lease_until > now() FROM hooks WHERE id = $1 FOR UPDATE",
-            &[&p.hook.as_str(), &node],
+) -> Result<Vec<std::result::Result<bool, StoreError>>> {
+    let ids: Vec<&str> = rounds.iter().map(|p| p.hook.as_str()).collect();
+    let rows: HashMap<String, (Epoch, Option<bool>)> = c
+        .query(
+            "SELECT id, epoch, owner = $2 AND lease_until > now() FROM hooks
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids, &node],
         )
         .await?
-    else {
-        return Ok(Ok(false));
-    };
-    let (epoch, leased): (Epoch, Option<bool>) = (row.get(0), row.get(1));
-    Ok(if leased != Some(true) {
-        Err(StoreError::NotOwner(p.hook.clone()))
-    } else if epoch != p.epoch {
-        Err(StoreError::Stale(p.hook.clone()))
-    } else {
-        Ok(true)
-    })
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    Ok(rounds
+        .iter()
+        .map(|p| match rows.get(p.hook.as_str()) {
+            None => Ok(false),
+            Some((_, leased)) if *leased != Some(true) => Err(StoreError::NotOwner(p.hook.clone())),
+            Some((epoch, _)) if *epoch != p.epoch => Err(StoreError::Stale(p.hook.clone())),
+            Some(_) => Ok(true),
+        })
+        .collect())
 }
 
 /// Writes a fenced round's progress: the statements are sent together and run in order.
