@@ -182,7 +182,7 @@ pub(crate) struct Sent {
     pub results: Vec<Call>,
     pub unsent: Vec<Vec<Item>>,
     /// The first new event of the batches whose sends were dropped mid-flight (the worker was
-    /// told to stop): their outcome is unknown, so they are sent again later.
+    /// told to stop) or outlived the lease: their outcome is unknown, so they are sent again.
     pub abandoned_from: Option<Seq>,
 }
 

@@ -621,6 +621,12 @@ impl Worker {
                 tracing::error!(hook_id = %self.hook.id, "a send task died; the round is repeated");
                 return None;
             };
+            let Some(call) = call else {
+                // The lease lapsed during the call: like a call dropped in flight, it stays in
+                // `launched`, so its events are held for the hook's owner to send again.
+                stopped = true;
+                continue;
+            };
             launched.remove(&index);
             self.recorder.sent(call.items.len());
             // The service refused the whole batch for the content of some entry: send each
@@ -681,7 +687,8 @@ type CheckpointWrite = std::pin::Pin<Box<dyn Future<Output = hookrelay_store::Re
 
 /// What woke the sending loop.
 enum Woke {
-    Joined(Option<Result<(usize, Call), tokio::task::JoinError>>),
+    /// A send task ended: its call, `None` if the lease lapsed before its answer.
+    Joined(Option<Result<(usize, Option<Call>), tokio::task::JoinError>>),
     Checkpointed(hookrelay_store::Result<()>),
     /// The round has run long enough for checkpoints to be worth their writes.
     CheckpointsBegin,
@@ -703,7 +710,8 @@ struct SendCall {
 impl SendCall {
     /// Sends the batch within the lease, timed, in a span of its own (with the ids of its
     /// events, so one event can be followed through the log: `HOOKRELAY_LOG=hookrelay=debug`).
-    async fn run(self, batch: Vec<Item>) -> Call {
+    /// `None` when the lease lapsed before the answer came: the call's outcome is unknown.
+    async fn run(self, batch: Vec<Item>) -> Option<Call> {
         let outgoing: Vec<Outgoing> = batch
             .iter()
             .map(|i| Outgoing {
@@ -717,10 +725,19 @@ impl SendCall {
             event_ids = %EventIds(&outgoing), attempt = outgoing.first().map_or(1, |o| o.attempt));
         let send = self.destination.send(&outgoing, &self.signer);
         let renewed = || self.store.lease(&self.hook_id);
-        let outcomes = within_lease(self.lease, renewed, outgoing.len(), send)
+        let outcomes = within_lease(self.lease, renewed, send)
             .instrument(span.clone())
             .await;
         let duration_us = clock.elapsed().as_micros() as u64;
+        let Some(outcomes) = outcomes else {
+            span.in_scope(|| {
+                tracing::warn!(
+                    duration_us,
+                    "the hook lease lapsed during a send; its events will be sent again"
+                );
+            });
+            return None;
+        };
         span.in_scope(|| {
             if outcomes.contains(&Outcome::Delivered) {
                 // One line per batch (debug level): the multi-node tests read these to prove
@@ -731,12 +748,12 @@ impl SendCall {
             }
             tracing::debug!(outcomes = ?outcomes, duration_us, "attempt done");
         });
-        Call {
+        Some(Call {
             items: batch,
             outcomes,
             at: started,
             duration_us,
-        }
+        })
     }
 }
 
@@ -782,26 +799,19 @@ fn refused_as_a_whole(outcomes: &[Outcome]) -> bool {
 
 /// Runs a send while the lease lasts. The deadline is checked before the send is polled, not
 /// only by a timer: after a pause (SIGSTOP, a stalled VM) the expired lease wins over a send
-/// that would otherwise go out first. A send cut short counts as failed (the round is fenced
-/// anyway), and one that finishes after the deadline is not trusted either. When the deadline
-/// the send began under passes, `renewed` gives the lease as it stands: renewals meanwhile
-/// extend it, so a receiver slower than one renewal period is waited for, not cut off (and its
-/// events sent again) while this node still holds the hook.
-async fn within_lease<F>(
-    lease: Lease,
-    renewed: impl Fn() -> Lease,
-    entries: usize,
-    send: F,
-) -> Vec<Outcome>
+/// that would otherwise go out first. When the deadline the send began under passes, `renewed`
+/// gives the lease as it stands: renewals meanwhile extend it, so a receiver slower than one
+/// renewal period is waited for, not cut off (and its events sent again) while this node still
+/// holds the hook. `None` when the lease lapsed before the answer came, whether the send was cut
+/// short or answered too late to be trusted: its outcome is unknown, which is not the
+/// destination failing (the lapse may be this node's own, a renewal that came late), so it
+/// counts as no attempt and its events are sent again.
+async fn within_lease<F>(lease: Lease, renewed: impl Fn() -> Lease, send: F) -> Option<Vec<Outcome>>
 where
     F: Future<Output = Vec<Outcome>>,
 {
     let Lease::Until(mut deadline) = lease else {
-        return send.await;
-    };
-    let lost = || {
-        let error = CallError::new("lease_lost", "the hook lease lapsed during the send");
-        vec![Outcome::DestinationDown(error); entries]
+        return Some(send.await);
     };
     // The deadline a renewal moved it to, if it did; `None` once the lease is lost.
     let extended = |deadline: std::time::Instant| match renewed() {
@@ -815,17 +825,13 @@ where
         // Each pass moves the deadline later or ends the send, so this loop ends.
         while std::time::Instant::now() >= deadline || timer.as_mut().poll(cx).is_ready() {
             let Some(later) = extended(deadline) else {
-                return std::task::Poll::Ready(lost());
+                return std::task::Poll::Ready(None);
             };
             deadline = later;
             timer.as_mut().reset(later.into());
         }
         send.as_mut().poll(cx).map(|result| {
-            if std::time::Instant::now() < deadline || extended(deadline).is_some() {
-                result
-            } else {
-                lost()
-            }
+            (std::time::Instant::now() < deadline || extended(deadline).is_some()).then_some(result)
         })
     })
     .await
@@ -932,30 +938,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_send_that_outlives_the_lease_counts_as_lost() {
+    async fn a_send_that_outlives_the_lease_has_no_outcome() {
         let slow = async {
             tokio::time::sleep(Duration::from_secs(30)).await;
             vec![Outcome::Delivered; 2]
         };
         let deadline = std::time::Instant::now() + Duration::from_millis(20);
         let same = || Lease::Until(deadline);
-        let outcomes = within_lease(Lease::Until(deadline), same, 2, slow).await;
-        assert_eq!(outcomes.len(), 2);
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| matches!(o, Outcome::DestinationDown(e) if e.code == "lease_lost"))
-        );
+        assert_eq!(within_lease(Lease::Until(deadline), same, slow).await, None);
         // A lease already over sends nothing, however fast the send would be.
         let lapsed = std::time::Instant::now() - Duration::from_millis(1);
         let fast = async { vec![Outcome::Delivered] };
-        let outcomes = within_lease(Lease::Until(lapsed), || Lease::Until(lapsed), 1, fast).await;
-        assert!(matches!(&outcomes[0], Outcome::DestinationDown(e) if e.code == "lease_lost"));
+        assert_eq!(
+            within_lease(Lease::Until(lapsed), || Lease::Until(lapsed), fast).await,
+            None
+        );
         // Without a lease bound (one node), the send's own answer stands.
         let fast = async { vec![Outcome::Delivered] };
         assert_eq!(
-            within_lease(Lease::Unbounded, || Lease::None, 1, fast).await,
-            vec![Outcome::Delivered]
+            within_lease(Lease::Unbounded, || Lease::None, fast).await,
+            Some(vec![Outcome::Delivered])
         );
     }
 
@@ -968,8 +970,8 @@ mod tests {
         let first = std::time::Instant::now() + Duration::from_millis(30);
         // Renewed meanwhile: each renewal moves the deadline 50 ms past the time it is asked.
         let renewed = || Lease::Until(std::time::Instant::now() + Duration::from_millis(50));
-        let outcomes = within_lease(Lease::Until(first), renewed, 2, slow).await;
-        assert_eq!(outcomes, vec![Outcome::Delivered; 2]);
+        let outcomes = within_lease(Lease::Until(first), renewed, slow).await;
+        assert_eq!(outcomes, Some(vec![Outcome::Delivered; 2]));
 
         // The lease lost after the send began (another node took the hook): the send is cut.
         let slow = async {
@@ -978,8 +980,10 @@ mod tests {
         };
         let started = std::time::Instant::now();
         let first = started + Duration::from_millis(30);
-        let outcomes = within_lease(Lease::Until(first), || Lease::None, 1, slow).await;
-        assert!(matches!(&outcomes[0], Outcome::DestinationDown(e) if e.code == "lease_lost"));
+        assert_eq!(
+            within_lease(Lease::Until(first), || Lease::None, slow).await,
+            None
+        );
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
