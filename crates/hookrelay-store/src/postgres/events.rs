@@ -20,29 +20,23 @@ pub struct Numbered {
     pub through: Seq,
 }
 
-/// Appends the events of several requests in one statement. Takes the `log_head` row lock,
-/// which the caller's transaction holds until it commits: appends from every node commit one
-/// after the other, so sequence numbers become visible in order. Returns each request's
-/// results, in order, and the numbers the group took (none for a group without events).
+/// Appends the events of several requests in one statement, which also takes their numbers
+/// from `log_head` and, when any event was stored, notifies `channel` of the new head: one
+/// round trip for the whole group. Taking the `log_head` row lock, held by the caller's
+/// transaction until it commits, makes appends from every node commit one after the other, so
+/// sequence numbers become visible in order. Returns each request's results, in order, and the
+/// numbers the group took (none for a group without events).
 pub async fn append_group(
     c: &impl GenericClient,
     requests: &[(AppId, &[PreparedEvent])],
     now: Timestamp,
+    channel: &str,
 ) -> Result<(Vec<Vec<Appended>>, Option<Numbered>)> {
     let total: usize = requests.iter().map(|(_, events)| events.len()).sum();
     if total == 0 {
         return Ok((requests.iter().map(|_| Vec::new()).collect(), None));
     }
-    let top: i64 = c
-        .query_one(
-            "UPDATE log_head SET seq = seq + $1 RETURNING seq",
-            &[&(total as i64)],
-        )
-        .await?
-        .get(0);
-    let mut seq = top - total as i64;
-    let (mut seqs, mut apps, mut ids, mut types, mut cids, mut payloads) = (
-        Vec::with_capacity(total),
+    let (mut apps, mut ids, mut types, mut cids, mut payloads) = (
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
@@ -51,8 +45,6 @@ pub async fn append_group(
     );
     for (app, events) in requests {
         for e in events.iter() {
-            seq += 1;
-            seqs.push(Seq(seq));
             apps.push(*app);
             ids.push(e.id.as_str());
             types.push(e.event_type.as_str());
@@ -60,36 +52,53 @@ pub async fn append_group(
             payloads.push(e.payload.as_slice());
         }
     }
-    // A duplicate id (already in the log, or earlier in this group) is skipped: its number
-    // stays unused, and only the numbers of stored rows come back.
-    let stored: HashSet<Seq> = c
-        .query(
-            "INSERT INTO events (seq, app_id, event_id, type, cid, created_ms, payload)
-             SELECT s, a, i, t, c, $7, p
-             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BYTEA[])
-                  AS u(s, a, i, t, c, p)
-             ON CONFLICT DO NOTHING
-             RETURNING seq",
-            &[&seqs, &apps, &ids, &types, &cids, &payloads, &now.millis()],
+    // The n-th event (from 1) takes the n-th number after the old head. A duplicate id (already
+    // in the log, or earlier in this group) is skipped: its number stays unused, and only the
+    // numbers of stored rows come back.
+    let row = c
+        .query_one(
+            "WITH head AS (
+                 UPDATE log_head SET seq = seq + $1 RETURNING seq),
+             stored AS (
+                 INSERT INTO events (seq, app_id, event_id, type, cid, created_ms, payload)
+                 SELECT (SELECT seq FROM head) - $1 + n, a, i, t, c, $7, p
+                 FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BYTEA[])
+                      WITH ORDINALITY AS u(a, i, t, c, p, n)
+                 ON CONFLICT DO NOTHING
+                 RETURNING seq)
+             SELECT (SELECT seq FROM head),
+                    ARRAY(SELECT seq FROM stored),
+                    (SELECT pg_notify($8, MAX(seq)::TEXT) FROM stored HAVING COUNT(*) > 0)",
+            &[
+                &(total as i64),
+                &apps,
+                &ids,
+                &types,
+                &cids,
+                &payloads,
+                &now.millis(),
+                &channel,
+            ],
         )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await?;
+    let top: i64 = row.get(0);
+    let stored: HashSet<Seq> = row.get::<_, Vec<Seq>>(1).into_iter().collect();
     let numbered = Numbered {
         after: Seq(top - total as i64),
         through: Seq(top),
     };
-    let mut next = seqs.iter();
+    let mut seq = numbered.after.0;
     let appended = requests
         .iter()
         .map(|(_, events)| {
             events
                 .iter()
-                .zip(next.by_ref())
-                .map(|(e, seq)| Appended {
-                    id: e.id.clone(),
-                    seq: stored.contains(seq).then_some(*seq),
+                .map(|e| {
+                    seq += 1;
+                    Appended {
+                        id: e.id.clone(),
+                        seq: stored.contains(&Seq(seq)).then_some(Seq(seq)),
+                    }
                 })
                 .collect()
         })

@@ -439,15 +439,8 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, committed: &Committed, n
                 .iter()
                 .map(|(app, events, _)| (*app, events.as_slice()))
                 .collect();
-            let (appended_lists, numbered) = events::append_group(&*tx, &requests, now).await?;
-            let max_seq = appended_lists.iter().flatten().filter_map(|a| a.seq).max();
-            if let Some(seq) = max_seq {
-                tx.execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&APPENDED_CHANNEL, &seq.to_string()],
-                )
-                .await?;
-            }
+            let (appended_lists, numbered) =
+                events::append_group(&*tx, &requests, now, APPENDED_CHANNEL).await?;
             committing = true;
             tx.commit().await?;
             Ok((round_results, appended_lists, numbered))
