@@ -150,7 +150,7 @@ impl Dispatcher {
     pub async fn new(
         store: Arc<dyn Store>,
         settings: DeliverySettings,
-    ) -> Result<(Self, DeliveryHandle), reqwest::Error> {
+    ) -> std::io::Result<(Self, DeliveryHandle)> {
         let clients = AwsClients::new(&settings.aws).await;
         let http = WebhookClient::new(&settings.webhook)?;
         let changed = Arc::new(Notify::new());
