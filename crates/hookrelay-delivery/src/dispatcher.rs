@@ -151,7 +151,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         settings: DeliverySettings,
     ) -> std::io::Result<(Self, DeliveryHandle)> {
-        let clients = AwsClients::new(&settings.aws).await;
+        let clients = AwsClients::new(&settings.aws).await?;
         let http = WebhookClient::new(&settings.webhook)?;
         let changed = Arc::new(Notify::new());
         let stats = Arc::new(StatsRegistry::default());

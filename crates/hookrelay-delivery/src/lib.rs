@@ -13,6 +13,8 @@
 //!   [`destinations::Destination`] enum.
 //! * `aws`: SigV4-signed SQS/SNS calls on one pooled HTTP client, credentials per hook auth, and
 //!   what a failed AWS call was.
+//! * `http_client`: the pooled HTTP client (hyper-util, rustls) under webhooks and AWS calls, and
+//!   its resolver that keeps webhooks out of `webhook.deny_cidrs`.
 //! * `pace`: a hook's rate limit, its reaction to throttling (AIMD) and its circuit breaker.
 //! * `batch`, `retry`: pure functions for packing batches and scheduling retries.
 //! * `signing`: [`signing::Signer`], a hook's signature headers and attributes (Stream or
@@ -26,6 +28,7 @@ pub mod check;
 mod checkpoint;
 pub mod destinations;
 mod dispatcher;
+pub mod http_client;
 pub mod outcome;
 mod pace;
 mod record_behind;

@@ -3,15 +3,13 @@
 //! failure (`timeout`, `connection`, `dispatch`) or the bare status (`HTTP 502`). What it means
 //! for delivery is `outcome::classify_call_error`'s decision.
 
-use reqwest::header::HeaderMap;
+use http::HeaderMap;
 
 use crate::outcome::CallError;
 
-/// A call that got no answer.
-pub fn transport_error(error: &reqwest::Error) -> CallError {
-    let code = if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
+/// A call that got no answer (a timeout is the caller's to tell).
+pub fn transport_error(error: &hyper_util::client::legacy::Error) -> CallError {
+    let code = if error.is_connect() {
         "connection"
     } else {
         "dispatch"
@@ -109,7 +107,7 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
+    use http::HeaderValue;
 
     use super::*;
     use crate::outcome::{Outcome, classify_call_error};

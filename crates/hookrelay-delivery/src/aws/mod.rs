@@ -30,10 +30,16 @@ use aws_types::region::Region;
 use aws_types::service_config::ServiceConfigKey;
 use bytes::Bytes;
 use hookrelay_core::AwsAuth;
+use http::Request;
+use http::Uri;
+use http::header::USER_AGENT;
+use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 
+use crate::http_client::{HOOKRELAY, PooledClient};
 use crate::outcome::CallError;
 use credentials::CachedCredentials;
+use errors::error_chain;
 pub use errors::{error_from_answer, transport_error};
 
 /// Settings for every AWS client.
@@ -102,12 +108,15 @@ enum CredentialsKey {
 /// Builds AWS clients for hooks: one HTTP connection pool, credentials cached per hook auth.
 pub struct AwsClients {
     base: SdkConfig,
-    http: reqwest::Client,
+    http: PooledClient,
+    /// Limit on one call, answer included.
+    call_timeout: Duration,
     credentials: Mutex<HashMap<CredentialsKey, Arc<CachedCredentials>>>,
 }
 
 impl AwsClients {
-    pub async fn new(settings: &AwsSettings) -> Arc<Self> {
+    /// Fails only when the system has no usable CA certificates.
+    pub async fn new(settings: &AwsSettings) -> std::io::Result<Arc<Self>> {
         // The credential chain's own calls (STS, instance metadata) go through the SDK's client:
         // rustls with ring, one TLS stack for the whole binary (see the workspace Cargo.toml).
         let sdk_http = aws_smithy_http_client::Builder::new()
@@ -137,25 +146,21 @@ impl AwsClients {
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(settings.call_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client with these settings always builds");
-        Arc::new(Self {
+        // AWS endpoints are not subject to the webhooks' deny-list.
+        let http = PooledClient::new(Arc::default(), Duration::from_secs(3))?;
+        Ok(Arc::new(Self {
             base: loader.load().await,
             http,
+            call_timeout: settings.call_timeout,
             credentials: Mutex::default(),
-        })
+        }))
     }
 
     /// A client for `service` in `region` with the hook's `auth`.
     pub async fn client(&self, service: Service, region: &str, auth: &AwsAuth) -> AwsClient {
         AwsClient {
             http: self.http.clone(),
+            call_timeout: self.call_timeout,
             endpoint: Endpoint::new(&self.endpoint(service, region)),
             service,
             region: region.into(),
@@ -234,20 +239,19 @@ impl AwsClients {
     }
 }
 
-/// Where an [`AwsClient`]'s calls go: the text signed, and the URL parsed once (reqwest would
-/// parse the text again on every call). No URL when the text is not one: each call then fails
-/// with reqwest's own account of why.
+/// Where an [`AwsClient`]'s calls go: the text signed, and the URI parsed once. When the text is
+/// not a URI, each call fails with the parser's account of why.
 #[derive(Clone)]
 struct Endpoint {
     text: Arc<str>,
-    url: Option<reqwest::Url>,
+    uri: Result<Uri, String>,
 }
 
 impl Endpoint {
     fn new(text: &str) -> Self {
         Self {
             text: text.into(),
-            url: reqwest::Url::parse(text).ok(),
+            uri: text.parse::<Uri>().map_err(|e| e.to_string()),
         }
     }
 }
@@ -255,7 +259,8 @@ impl Endpoint {
 /// One AWS service in one region with one identity, ready to call.
 #[derive(Clone)]
 pub struct AwsClient {
-    http: reqwest::Client,
+    http: PooledClient,
+    call_timeout: Duration,
     endpoint: Endpoint,
     service: Service,
     region: Arc<str>,
@@ -286,10 +291,13 @@ impl AwsClient {
             headers.push(("x-amzn-query-mode", "true"));
         }
         let signed = self.sign(&credentials, &headers, &request.body)?;
-        let mut builder = match &self.endpoint.url {
-            Some(url) => self.http.post(url.clone()),
-            None => self.http.post(&*self.endpoint.text),
-        };
+        let uri = self.endpoint.uri.clone().map_err(|e| {
+            CallError::new(
+                "dispatch",
+                format!("the endpoint {} is not a URL: {e}", self.endpoint.text),
+            )
+        })?;
+        let mut builder = Request::post(uri).header(USER_AGENT, HOOKRELAY);
         for (name, value) in headers
             .iter()
             .copied()
@@ -297,15 +305,37 @@ impl AwsClient {
         {
             builder = builder.header(name, value);
         }
-        let answer = builder
-            .body(request.body)
-            .send()
+        let request = builder
+            .body(Full::new(Bytes::from(request.body)))
+            .map_err(|e| CallError::new("request", e.to_string()))?;
+        let exchange = async {
+            let answer = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let status = answer.status().as_u16();
+            // Headers are read only to explain a failure (SQS's error code travels in one).
+            let failure_headers = (!(200..300).contains(&status)).then(|| answer.headers().clone());
+            let body = answer
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CallError::new("dispatch", error_chain(&e)))?
+                .to_bytes();
+            Ok((status, failure_headers, body))
+        };
+        let (status, failure_headers, body) = tokio::time::timeout(self.call_timeout, exchange)
             .await
-            .map_err(|e| transport_error(&e))?;
-        let status = answer.status().as_u16();
-        // Headers are read only to explain a failure (SQS's error code travels in one).
-        let failure_headers = (!(200..300).contains(&status)).then(|| answer.headers().clone());
-        let body = answer.bytes().await.map_err(|e| transport_error(&e))?;
+            .map_err(|_| {
+                CallError::new(
+                    "timeout",
+                    format!(
+                        "no answer within {} ms (aws.call_timeout)",
+                        self.call_timeout.as_millis()
+                    ),
+                )
+            })??;
         match failure_headers {
             None => Ok(body),
             Some(headers) => Err(error_from_answer(status, &headers, &body)),
@@ -356,7 +386,9 @@ impl AwsClient {
     pub(crate) fn for_tests(service: Service) -> Self {
         let keys = Credentials::new("AKIDTEST", "secret", None, None, "test");
         Self {
-            http: reqwest::Client::new(),
+            http: PooledClient::new(Arc::default(), Duration::from_secs(1))
+                .expect("the system's CA certificates"),
+            call_timeout: Duration::from_secs(1),
             endpoint: Endpoint::new("http://127.0.0.1:9"),
             service,
             region: "us-east-1".into(),

@@ -12,12 +12,9 @@
 //! rarely changes its mind, and the dead letter can be replayed. No connection or a timeout means
 //! the receiver is down; an address in `deny_cidrs` is a `denied` dead letter at once.
 
-use std::future::Future;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,11 +25,10 @@ use http::header::{
 };
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
+
+pub use crate::http_client::denied;
+use crate::http_client::{DeniedAddress, HOOKRELAY, PooledClient};
 
 use super::Outgoing;
 use crate::outcome::CallError;
@@ -65,104 +61,22 @@ impl Default for WebhookSettings {
     }
 }
 
-/// The shared HTTP client: one connection pool for all hooks. It is hyper-util's client, not
-/// reqwest: reqwest's layers above it (a redirect service, there even with redirects off, that
-/// parses every request's URL again, and a retry service) cost about 15% of fan-out's CPU.
+/// The shared HTTP client: one connection pool for all webhook hooks, with the deny-list.
 #[derive(Clone)]
 pub struct WebhookClient {
-    /// Behind an `Arc`: the client is some 500 bytes, and every webhook destination holds one.
-    http: Arc<Client<Connector, Full<Bytes>>>,
+    http: PooledClient,
     deny: Arc<Vec<IpNet>>,
     /// Limit on one request, answer included.
     timeout: Duration,
-}
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector<DenyingResolver>>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Resolves names with the system resolver, then drops addresses in the deny-list, so a name
-/// cannot lead the client to a refused range (checked at connection time, not only at save time).
-#[derive(Clone)]
-struct DenyingResolver {
-    deny: Arc<Vec<IpNet>>,
-}
-
-impl tower_service::Service<Name> for DenyingResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let deny = self.deny.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| !denied(&deny, a.ip()))
-                .collect();
-            if allowed.is_empty() {
-                return Err(Box::new(DeniedAddress(format!(
-                    "{host} resolves only to addresses in webhook.deny_cidrs"
-                ))) as _);
-            }
-            Ok(allowed.into_iter())
-        })
-    }
-}
-
-/// The resolver's refusal, recognised in the error chain of a failed request.
-#[derive(Debug)]
-struct DeniedAddress(String);
-
-impl std::fmt::Display for DeniedAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DeniedAddress {}
-
-/// Whether an address is in a denied range. An IPv6 address that carries an IPv4 one
-/// (`::ffff:127.0.0.1`, the deprecated `::127.0.0.1`) reaches that IPv4 address, so both forms
-/// are checked.
-pub fn denied(deny: &[IpNet], ip: IpAddr) -> bool {
-    let embedded = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4().map(IpAddr::V4),
-        IpAddr::V4(_) => None,
-    };
-    std::iter::once(ip)
-        .chain(embedded)
-        .any(|ip| deny.iter().any(|net| net.contains(&ip)))
 }
 
 impl WebhookClient {
     /// Fails only when the system has no usable CA certificates (for `https` receivers).
     pub fn new(settings: &WebhookSettings) -> std::io::Result<Self> {
         let deny = Arc::new(settings.deny.clone());
-        let mut tcp = HttpConnector::new_with_resolver(DenyingResolver { deny: deny.clone() });
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(settings.timeout.min(Duration::from_secs(3))));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            // No cap on idle connections per host: hooks of many apps often share a receiver's
-            // host, and a cap below their requests in flight closed and reopened a tenth of the
-            // connections under load. Idle ones close after a minute.
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let connect_timeout = settings.timeout.min(Duration::from_secs(3));
         Ok(Self {
-            http: Arc::new(http),
+            http: PooledClient::new(deny.clone(), connect_timeout)?,
             deny,
             timeout: settings.timeout,
         })
@@ -175,8 +89,6 @@ const X_WEBHOOK_ATTEMPT: HeaderName = HeaderName::from_static("x-webhook-attempt
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const GZIP: HeaderValue = HeaderValue::from_static("gzip");
-const HOOKRELAY: HeaderValue =
-    HeaderValue::from_static(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
 
 #[derive(Clone)]
 pub struct WebhookDestination {
@@ -334,7 +246,7 @@ impl Target {
     /// Parsed as a WHATWG URL first, so hosts are in their ASCII form (punycode) and the path
     /// is percent-encoded, then as the URI that goes on the wire.
     fn parse(text: &str) -> Result<Self, String> {
-        let url = reqwest::Url::parse(text).map_err(|e| e.to_string())?;
+        let url = url::Url::parse(text).map_err(|e| e.to_string())?;
         let literal_ip = url
             .host_str()
             .and_then(|host| host.trim_matches(['[', ']']).parse::<IpAddr>().ok());
