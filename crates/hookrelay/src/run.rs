@@ -61,7 +61,9 @@ pub async fn run(
 
     let (dispatcher, delivery) = Dispatcher::new(store.clone(), delivery_settings(&config)?)
         .await
-        .context("building the webhook HTTP client")?;
+        .context(
+            "building the HTTP client for deliveries (it needs the system's CA certificates)",
+        )?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dispatcher.run(shutdown.clone()));
     tasks.spawn(collect_garbage(
