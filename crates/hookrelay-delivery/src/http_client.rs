@@ -19,9 +19,19 @@ use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 
+use crate::outcome::CallError;
+
 /// The `User-Agent` of every call.
 pub const HOOKRELAY: HeaderValue =
     HeaderValue::from_static(concat!("hookrelay/", env!("CARGO_PKG_VERSION")));
+
+/// A call that got no whole answer within `limit`, the value of the `setting` named.
+pub fn no_answer_within(limit: Duration, setting: &str) -> CallError {
+    CallError::new(
+        "timeout",
+        format!("no answer within {} ms ({setting})", limit.as_millis()),
+    )
+}
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector<DenyingResolver>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

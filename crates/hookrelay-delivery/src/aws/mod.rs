@@ -36,7 +36,7 @@ use http::header::USER_AGENT;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 
-use crate::http_client::{HOOKRELAY, PooledClient};
+use crate::http_client::{HOOKRELAY, PooledClient, no_answer_within};
 use crate::outcome::CallError;
 use credentials::CachedCredentials;
 use errors::error_chain;
@@ -327,15 +327,7 @@ impl AwsClient {
         };
         let (status, failure_headers, body) = tokio::time::timeout(self.call_timeout, exchange)
             .await
-            .map_err(|_| {
-                CallError::new(
-                    "timeout",
-                    format!(
-                        "no answer within {} ms (aws.call_timeout)",
-                        self.call_timeout.as_millis()
-                    ),
-                )
-            })??;
+            .map_err(|_| no_answer_within(self.call_timeout, "aws.call_timeout"))??;
         match failure_headers {
             None => Ok(body),
             Some(headers) => Err(error_from_answer(status, &headers, &body)),

@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use ipnet::IpNet;
 
 pub use crate::http_client::denied;
-use crate::http_client::{DeniedAddress, HOOKRELAY, PooledClient};
+use crate::http_client::{DeniedAddress, HOOKRELAY, PooledClient, no_answer_within};
 
 use super::Outgoing;
 use crate::outcome::CallError;
@@ -149,13 +149,9 @@ impl WebhookDestination {
         match tokio::time::timeout(self.client.timeout, self.exchange(request)).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => transport_outcome(&e),
-            Err(_) => Outcome::DestinationDown(CallError::new(
-                "timeout",
-                format!(
-                    "no answer within {} ms (webhook.timeout)",
-                    self.client.timeout.as_millis()
-                ),
-            )),
+            Err(_) => {
+                Outcome::DestinationDown(no_answer_within(self.client.timeout, "webhook.timeout"))
+            }
         }
     }
 
@@ -183,7 +179,7 @@ impl WebhookDestination {
             request = request.header(CONTENT_ENCODING, GZIP);
             Bytes::from(gzip(payload))
         } else {
-            Bytes::copy_from_slice(payload)
+            payload.clone()
         };
         request.body(Full::new(body))
     }

@@ -61,6 +61,9 @@ async fn fence(
     rounds: &[&Progress],
     node: &str,
 ) -> Result<Vec<std::result::Result<bool, StoreError>>> {
+    if rounds.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<&str> = rounds.iter().map(|p| p.hook.as_str()).collect();
     let rows: HashMap<String, (Epoch, Option<bool>)> = c
         .query(
