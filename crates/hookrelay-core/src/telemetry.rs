@@ -4,6 +4,8 @@
 //! id. The per-hook series (delivered, failed, lag, …) are rendered at each scrape from the
 //! delivery crate's registry (`hookrelay_delivery::stats`), so a deleted hook's series go with it.
 
+pub use metrics::Histogram;
+
 /// Events and bytes accepted by ingest (the API, the Stream inlet), and the request's duration.
 pub fn record_ingest(app_id: impl Into<i64>, events: usize, bytes: usize, seconds: f64) {
     let app_id = app_id.into();
@@ -25,10 +27,11 @@ pub fn record_connection_refused() {
     metrics::counter!("hookrelay_http_connections_refused_total").increment(1);
 }
 
-/// An event acknowledged by its destination, `seconds` after it was accepted.
-pub fn record_delivery_latency(hook_type: &'static str, seconds: f64) {
+/// Where events acknowledged by a destination of `hook_type` record how long after they were
+/// accepted that was. A worker keeps the handle: looking it up costs a hash of its name and label
+/// on every event.
+pub fn delivery_latency(hook_type: &'static str) -> metrics::Histogram {
     metrics::histogram!("hookrelay_delivery_latency_seconds", "hook_type" => hook_type)
-        .record(seconds);
 }
 
 /// How many hooks this node holds a lease on (several nodes on PostgreSQL): across the nodes

@@ -137,11 +137,11 @@ impl PerMinute {
     }
 }
 
-/// What a worker records into: its hook's stats, and the hook type for the latency histogram.
-#[derive(Debug, Clone)]
+/// What a worker records into: its hook's stats, and the latency histogram of its hook type.
+#[derive(Clone)]
 pub struct HookRecorder {
     pub stats: Arc<HookStats>,
-    hook_type: &'static str,
+    latency: hookrelay_core::telemetry::Histogram,
 }
 
 impl HookRecorder {
@@ -153,15 +153,22 @@ impl HookRecorder {
         self.stats.in_flight.fetch_sub(n as u64, Ordering::Relaxed);
     }
 
-    /// One event acknowledged by the destination, `latency` after it was accepted.
-    pub fn delivered(&self, latency_secs: f64) {
+    /// Events acknowledged by the destination, each this long after it was accepted: a round's
+    /// deliveries, counted at once (one clock read and one lock for the round, not per event).
+    pub fn delivered(&self, latencies_secs: &[f64]) {
+        if latencies_secs.is_empty() {
+            return;
+        }
         let now = Timestamp::now();
-        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-        self.stats.per_minute.add(now, 1, 0);
+        let n = latencies_secs.len() as u64;
+        self.stats.delivered.fetch_add(n, Ordering::Relaxed);
+        self.stats.per_minute.add(now, n, 0);
         self.stats
             .last_success_ms
             .store(now.millis(), Ordering::Relaxed);
-        hookrelay_core::telemetry::record_delivery_latency(self.hook_type, latency_secs);
+        for &latency in latencies_secs {
+            self.latency.record(latency);
+        }
     }
 
     fn set_last_error(&self, error: &CallError) {
@@ -240,7 +247,10 @@ impl StatsRegistry {
             .entry(hook.clone())
             .or_default()
             .clone();
-        HookRecorder { stats, hook_type }
+        HookRecorder {
+            stats,
+            latency: hookrelay_core::telemetry::delivery_latency(hook_type),
+        }
     }
 
     pub fn forget(&self, hook: &HookId) {

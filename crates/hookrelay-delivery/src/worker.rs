@@ -486,24 +486,22 @@ impl Worker {
 
     /// A round's notes, told only once its record is written, so nothing is counted twice.
     fn note_recorded(&self, notes: Vec<Note>) {
+        let mut delivered = Vec::new();
         for note in notes {
-            self.note(note);
-        }
-    }
-
-    fn note(&self, note: Note) {
-        match note {
-            Note::Delivered { latency_secs } => self.recorder.delivered(latency_secs),
-            Note::Failed { error, will_retry } => self.recorder.failed(&error, will_retry),
-            Note::DeadLettered {
-                reason,
-                event_id,
-                error,
-            } => {
-                self.recorder.dead_lettered(reason);
-                tracing::warn!(hook_id = %self.hook.id, %event_id, reason = reason.as_str(), %error, "dead letter");
+            match note {
+                Note::Delivered { latency_secs } => delivered.push(latency_secs),
+                Note::Failed { error, will_retry } => self.recorder.failed(&error, will_retry),
+                Note::DeadLettered {
+                    reason,
+                    event_id,
+                    error,
+                } => {
+                    self.recorder.dead_lettered(reason);
+                    tracing::warn!(hook_id = %self.hook.id, %event_id, reason = reason.as_str(), %error, "dead letter");
+                }
             }
         }
+        self.recorder.delivered(&delivered);
     }
 
     /// Sends the batches, at most `in_flight` at a time. Returns each sent batch with its

@@ -1,7 +1,7 @@
 //! `hookrelay serve`, and [`run`], the server on a socket the caller bound (what tests use).
 //!
-//! Start-up order: logging, server key, store (migrations), first app, dispatcher, garbage
-//! collector, HTTP API. Shutdown (SIGTERM or Ctrl-C) runs the other way: the API stops accepting
+//! Start-up order: logging, server key, metrics recorder, store (migrations), first app,
+//! dispatcher, garbage collector, HTTP API. Shutdown (SIGTERM or Ctrl-C) runs the other way: the API stops accepting
 //! and finishes its requests, then every hook worker finishes the round it is in and records its
 //! progress, then the store closes. Everything accepted before the signal is already durable.
 
@@ -56,6 +56,13 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Installed first: the workers and the store keep handles to their metrics, and a handle
+    // taken before the recorder exists records nothing.
+    let metrics = if config.metrics.enabled {
+        Some(install_metrics()?)
+    } else {
+        None
+    };
     let store = crate::store::open(&config).await?;
     ensure_first_app(&*store, &config.env).await?;
 
@@ -77,13 +84,9 @@ pub async fn run(
         max_event_bytes: config.limits.max_event_bytes,
         body_timeout: config.http.body_timeout,
     };
-    let metrics = if config.metrics.enabled {
-        let handle = install_metrics()?;
+    if let Some(handle) = &metrics {
         tasks.spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
-        Some(handle)
-    } else {
-        None
-    };
+    }
     let metrics_token = config
         .metrics
         .bearer_token
