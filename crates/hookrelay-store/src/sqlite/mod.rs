@@ -418,22 +418,42 @@ fn apply_group(
     synchronous: &mut Synchronous,
 ) -> Result<Vec<Done>> {
     synchronous.set(conn, Synchronous::for_work(work))?;
-    let tx = conn.transaction()?;
-    let mut done = Vec::with_capacity(work.len());
-    for w in work {
-        done.push(match w {
-            Work::Append { app, events } => {
-                Done::Appended(events::append(&tx, head, *app, events, now)?)
-            }
-            // A stale round is refused before it writes anything (see progress::record).
-            Work::Progress(p) => match progress::record(&tx, p, now) {
-                Err(e @ StoreError::Stale(_)) => Done::Progressed(Err(e)),
-                other => Done::Progressed(Ok(other?)),
-            },
-        });
+    in_group_transaction(conn, |tx| {
+        let mut done = Vec::with_capacity(work.len());
+        for w in work {
+            done.push(match w {
+                Work::Append { app, events } => {
+                    Done::Appended(events::append(tx, head, *app, events, now)?)
+                }
+                // A stale round is refused before it writes anything (see progress::record).
+                Work::Progress(p) => match progress::record(tx, p, now) {
+                    Err(e @ StoreError::Stale(_)) => Done::Progressed(Err(e)),
+                    other => Done::Progressed(Ok(other?)),
+                },
+            });
+        }
+        Ok(done)
+    })
+}
+
+/// Runs `f` in a transaction begun and committed by cached statements: the writer commits a group
+/// hundreds of times a second, and `Connection::transaction` prepares `BEGIN` and `COMMIT` anew
+/// each time (1.5% of the server's CPU at 200 events/s). Rolled back if `f` or the commit fails.
+fn in_group_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = f(conn).and_then(|value| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(value)
+    });
+    if result.is_err() && !conn.is_autocommit() {
+        // The error that matters is the one returned; a failed rollback leaves the connection
+        // in a transaction, which the next BEGIN reports.
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    tx.commit()?;
-    Ok(done)
+    result
 }
 
 /// One transaction for a group of appends and progress records, and replies only after it
@@ -1047,5 +1067,31 @@ mod tests {
         assert_eq!((setting, read(&conn)), (Synchronous::Normal, 1));
         setting.set(&conn, Synchronous::Full).unwrap();
         assert_eq!((setting, read(&conn)), (Synchronous::Full, 2));
+    }
+
+    #[test]
+    fn a_group_transaction_commits_all_or_rolls_back_all() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let insert = |c: &Connection, x: i64| -> Result<()> {
+            c.execute("INSERT INTO t VALUES (?1)", [x])?;
+            Ok(())
+        };
+        let failed = in_group_transaction(&conn, |c| {
+            insert(c, 1)?;
+            Err::<(), _>(StoreError::Unavailable("a later operation failed".into()))
+        });
+        assert!(failed.is_err());
+        assert!(conn.is_autocommit(), "the failed group is rolled back");
+        in_group_transaction(&conn, |c| insert(c, 2)).unwrap();
+        in_group_transaction(&conn, |c| insert(c, 3)).unwrap();
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, [2, 3]);
     }
 }
