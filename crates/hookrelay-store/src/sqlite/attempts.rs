@@ -1,4 +1,10 @@
 //! The delivery log (`attempts`): written with each round's progress, read per hook and per event.
+//!
+//! The table is keyed by hook, then id (`WITHOUT ROWID`), so a hook's records lie together in
+//! the order they were written, and recording a call writes that B-tree and the index by sequence
+//! number only. Ids are still global and never given out twice: the writer thread hands them out
+//! from [`AttemptIds`], which starts above every record and above every record ever deleted
+//! (`attempt_numbering`, raised by each delete).
 
 use hookrelay_core::{HookId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,11 +20,63 @@ use crate::{
 /// a bound on the work of one lookup, far above what one event's history needs.
 const NEAREST_ROWS: i64 = 256;
 
-pub fn insert(conn: &Connection, hook: &HookId, records: &[AttemptRecord]) -> Result<()> {
+/// The next record ids, handed out by the writer thread (the only one that records calls).
+#[derive(Debug)]
+pub struct AttemptIds {
+    last: i64,
+}
+
+impl AttemptIds {
+    /// Starts above every record in the log and every one deleted: one seek per hook that has
+    /// records, rather than a scan of the whole log.
+    pub fn load(conn: &Connection) -> Result<Self> {
+        let mut last: i64 =
+            conn.query_row("SELECT next_above FROM attempt_numbering", [], |r| r.get(0))?;
+        let mut next_hook = conn
+            .prepare("SELECT hook_id FROM attempts WHERE hook_id > ?1 ORDER BY hook_id LIMIT 1")?;
+        let mut hook = String::new();
+        while let Some(found) = next_hook
+            .query_row([&hook], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            last = last.max(newest_id(conn, &found)?);
+            hook = found;
+        }
+        Ok(Self { last })
+    }
+
+    fn next(&mut self) -> i64 {
+        self.last += 1;
+        self.last
+    }
+}
+
+/// The id of `hook`'s newest record, 0 if it has none.
+fn newest_id(conn: &Connection, hook: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM attempts WHERE hook_id = ?1")?
+        .query_row([hook], |r| r.get(0))?)
+}
+
+/// Before `hook`'s records are deleted: their ids stay taken.
+pub fn keep_ids_of(conn: &Connection, hook: &str) -> Result<()> {
+    let newest = newest_id(conn, hook)?;
+    // Only when it rises: the delete runs every retention pass, mostly finding nothing to do.
+    conn.prepare_cached("UPDATE attempt_numbering SET next_above = ?1 WHERE next_above < ?1")?
+        .execute([newest])?;
+    Ok(())
+}
+
+pub fn insert(
+    conn: &Connection,
+    ids: &mut AttemptIds,
+    hook: &HookId,
+    records: &[AttemptRecord],
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO attempts (hook_id, first_seq, last_seq, events, at_ms, duration_us, outcome,
-                               code, http_status, response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO attempts (hook_id, id, first_seq, last_seq, events, at_ms, duration_us,
+                               outcome, code, http_status, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for a in records {
         let Some((first, last)) = a.seq_range() else {
@@ -26,6 +84,7 @@ pub fn insert(conn: &Connection, hook: &HookId, records: &[AttemptRecord]) -> Re
         };
         stmt.execute(params![
             hook.as_str(),
+            ids.next(),
             first,
             last,
             attempt_events_json(&a.events)?,
@@ -167,24 +226,119 @@ pub fn trace(
     Ok(Some(EventTrace { event, hooks: out }))
 }
 
-/// Deletes up to `limit` attempts recorded before `older_than` (rows are in time order, so the
-/// scan stops at the first recent one).
+/// Deletes up to `limit` records made before `older_than`, hook by hook (a hook's records are
+/// in time order, so each hook's scan stops at its first recent one).
 pub fn delete_old(conn: &Connection, older_than: Timestamp, limit: usize) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM attempts WHERE id IN (
-             SELECT id FROM attempts WHERE id < COALESCE(
-                 (SELECT id FROM attempts WHERE at_ms >= ?1 ORDER BY id LIMIT 1),
-                 (SELECT MAX(id) + 1 FROM attempts))
-             ORDER BY id LIMIT ?2)",
-        params![older_than.millis(), limit as i64],
-    )?)
+    let mut next_hook = conn.prepare_cached(
+        "SELECT hook_id FROM attempts WHERE hook_id > ?1 ORDER BY hook_id LIMIT 1",
+    )?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM attempts WHERE hook_id = ?1 AND id IN (
+             SELECT id FROM attempts WHERE hook_id = ?1 AND id < COALESCE(
+                 (SELECT id FROM attempts WHERE hook_id = ?1 AND at_ms >= ?2 ORDER BY id LIMIT 1),
+                 (SELECT MAX(id) + 1 FROM attempts WHERE hook_id = ?1))
+             ORDER BY id LIMIT ?3)",
+    )?;
+    let (mut deleted, mut hook) = (0, String::new());
+    while deleted < limit {
+        let Some(found) = next_hook
+            .query_row([&hook], |r| r.get::<_, String>(0))
+            .optional()?
+        else {
+            break;
+        };
+        keep_ids_of(conn, &found)?;
+        deleted += delete.execute(params![
+            found,
+            older_than.millis(),
+            (limit - deleted) as i64
+        ])?;
+        hook = found;
+    }
+    Ok(deleted)
 }
 
 /// Deletes a hook's records older than its newest `keep`.
 pub fn cap(conn: &Connection, hook: &str, keep: usize) -> Result<usize> {
+    keep_ids_of(conn, hook)?;
     Ok(conn.execute(
         "DELETE FROM attempts WHERE hook_id = ?1 AND id <= (
              SELECT id FROM attempts WHERE hook_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         params![hook, keep as i64],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AttemptEvent;
+
+    fn log() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::sqlite::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn delivered(seq: i64, at: Timestamp) -> AttemptRecord {
+        AttemptRecord {
+            events: vec![AttemptEvent {
+                seq: Seq(seq),
+                id: format!("e{seq}"),
+                attempt: 1,
+            }],
+            at,
+            duration_us: 100,
+            outcome: AttemptOutcome::Delivered,
+            code: None,
+            http_status: None,
+            response: None,
+        }
+    }
+
+    fn hook(id: &str) -> HookId {
+        HookId::try_from(id.to_owned()).unwrap()
+    }
+
+    fn ids_of(conn: &Connection, id: &str) -> Vec<i64> {
+        list(conn, &hook(id), None, None, 100)
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect()
+    }
+
+    #[test]
+    fn ids_of_deleted_records_are_not_given_out_again_after_a_restart() {
+        let conn = log();
+        let mut ids = AttemptIds::load(&conn).unwrap();
+        let now = Timestamp::now();
+        let records: Vec<_> = (1..=3).map(|s| delivered(s, now)).collect();
+        insert(&conn, &mut ids, &hook("1-a"), &records[..1]).unwrap();
+        insert(&conn, &mut ids, &hook("1-b"), &records).unwrap();
+        assert_eq!(ids_of(&conn, "1-b"), [4, 3, 2], "newest first");
+        // Every record of the hook holding the newest id goes, as a cap of 0 would.
+        assert_eq!(cap(&conn, "1-b", 0).unwrap(), 3);
+        assert_eq!(ids_of(&conn, "1-a"), [1]);
+        let mut restarted = AttemptIds::load(&conn).unwrap();
+        insert(&conn, &mut restarted, &hook("1-a"), &records[..1]).unwrap();
+        assert_eq!(ids_of(&conn, "1-a"), [5, 1]);
+    }
+
+    #[test]
+    fn old_records_are_deleted_hook_by_hook_within_the_limit() {
+        let conn = log();
+        let mut ids = AttemptIds::load(&conn).unwrap();
+        let (old, recent) = (Timestamp::from_millis(1_000), Timestamp::from_millis(9_000));
+        for id in ["1-a", "1-b"] {
+            let mut records: Vec<_> = (1..=3).map(|s| delivered(s, old)).collect();
+            records.push(delivered(4, recent));
+            insert(&conn, &mut ids, &hook(id), &records).unwrap();
+        }
+        let cutoff = Timestamp::from_millis(5_000);
+        assert_eq!(delete_old(&conn, cutoff, 4).unwrap(), 4);
+        assert_eq!(delete_old(&conn, cutoff, 4).unwrap(), 2);
+        assert_eq!(delete_old(&conn, cutoff, 4).unwrap(), 0);
+        assert_eq!(ids_of(&conn, "1-a"), [4]);
+        assert_eq!(ids_of(&conn, "1-b"), [8]);
+    }
 }

@@ -60,6 +60,7 @@ pub fn replace(
             // A deleted hook takes its pending work with it.
             tx.execute("DELETE FROM retries WHERE hook_id = ?1", [id])?;
             tx.execute("DELETE FROM dead_letters WHERE hook_id = ?1", [id])?;
+            crate::sqlite::attempts::keep_ids_of(tx, id)?;
             tx.execute("DELETE FROM attempts WHERE hook_id = ?1", [id])?;
             tx.execute("DELETE FROM hooks WHERE id = ?1", [id])?;
         }

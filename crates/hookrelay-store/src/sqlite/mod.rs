@@ -170,6 +170,10 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -32 * 1024)?;
         schema::migrate(&mut conn)?;
         let head = events::high_water_mark(&conn)?;
+        let numbers = Numbers {
+            log: events::LogHead::new(head),
+            attempts: attempts::AttemptIds::load(&conn)?,
+        };
         let appended = Arc::new(watch::Sender::new(head));
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let recent = Arc::new(RecentEvents::new(head, RECENT_EVENT_BYTES));
@@ -184,7 +188,7 @@ impl SqliteStore {
         };
         std::thread::Builder::new()
             .name("hookrelay-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, events::LogHead::new(head), queue, &committed))?;
+            .spawn(move || writer_loop(conn, numbers, queue, &committed))?;
         Ok(Self {
             writer: tx,
             waiting,
@@ -298,6 +302,12 @@ struct Committed {
     recent: Arc<RecentEvents>,
 }
 
+/// The numbers only the writer thread gives out: events' sequence numbers and delivery log ids.
+struct Numbers {
+    log: events::LogHead,
+    attempts: attempts::AttemptIds,
+}
+
 /// What the writer thread takes its work from: the channel, and the progress waiting beside it.
 struct Queue {
     rx: mpsc::Receiver<WriteOp>,
@@ -306,7 +316,7 @@ struct Queue {
 
 fn writer_loop(
     mut conn: Connection,
-    mut head: events::LogHead,
+    mut numbers: Numbers,
     mut queue: Queue,
     committed: &Committed,
 ) {
@@ -325,7 +335,7 @@ fn writer_loop(
         let mut group = queue.waiting.take();
         match first {
             WriteOp::Job(job) => {
-                commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
+                commit_group(&mut conn, &mut numbers, group, committed, &mut synchronous);
                 match synchronous.set(&conn, Synchronous::Full) {
                     Ok(()) => job(&mut conn),
                     // The job's reply sender is dropped: it answers `Closed`.
@@ -334,7 +344,7 @@ fn writer_loop(
                 continue;
             }
             WriteOp::Close(done) => {
-                commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
+                commit_group(&mut conn, &mut numbers, group, committed, &mut synchronous);
                 drop(conn);
                 let _ = done.send(());
                 return;
@@ -354,7 +364,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, &mut head, group, committed, &mut synchronous);
+        commit_group(&mut conn, &mut numbers, group, committed, &mut synchronous);
     }
 }
 
@@ -412,7 +422,7 @@ enum Done {
 /// Runs operations in one transaction and commits it. Fails as a whole on a database error.
 fn apply_group(
     conn: &mut Connection,
-    head: &mut events::LogHead,
+    numbers: &mut Numbers,
     work: &[Work],
     now: Timestamp,
     synchronous: &mut Synchronous,
@@ -423,10 +433,10 @@ fn apply_group(
         for w in work {
             done.push(match w {
                 Work::Append { app, events } => {
-                    Done::Appended(events::append(tx, head, *app, events, now)?)
+                    Done::Appended(events::append(tx, &mut numbers.log, *app, events, now)?)
                 }
                 // A stale round is refused before it writes anything (see progress::record).
-                Work::Progress(p) => match progress::record(tx, p, now) {
+                Work::Progress(p) => match progress::record(tx, p, now, &mut numbers.attempts) {
                     Err(e @ StoreError::Stale(_)) => Done::Progressed(Err(e)),
                     other => Done::Progressed(Ok(other?)),
                 },
@@ -463,7 +473,7 @@ fn in_group_transaction<T>(
 /// operation is applied again alone, so only the guilty one fails. An empty group writes nothing.
 fn commit_group(
     conn: &mut Connection,
-    head: &mut events::LogHead,
+    numbers: &mut Numbers,
     group: Vec<WriteOp>,
     committed: &Committed,
     synchronous: &mut Synchronous,
@@ -494,13 +504,13 @@ fn commit_group(
             Work::Progress(_) => 0,
         })
         .sum();
-    let results: Vec<Result<Done>> = match apply_group(conn, head, &work, now, synchronous) {
+    let results: Vec<Result<Done>> = match apply_group(conn, numbers, &work, now, synchronous) {
         Ok(done) => done.into_iter().map(Ok).collect(),
         Err(e) => {
             tracing::warn!(error = %e, operations = work.len(), "group commit failed; applying its operations one by one");
             work.iter()
                 .map(|w| {
-                    apply_group(conn, head, std::slice::from_ref(w), now, synchronous)
+                    apply_group(conn, numbers, std::slice::from_ref(w), now, synchronous)
                         .map(|mut done| done.remove(0))
                 })
                 .collect()

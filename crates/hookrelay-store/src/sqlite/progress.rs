@@ -7,6 +7,7 @@
 use hookrelay_core::{HookId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::sqlite::attempts::AttemptIds;
 use crate::sqlite::events::{self, row_to_event};
 use crate::{
     AppId, Cursor, DeadLetter, DeadLetterReason, DueRetry, Epoch, HookBacklog, Progress, Result,
@@ -25,7 +26,12 @@ pub fn cursor(conn: &Connection, hook: &HookId) -> Result<Option<Cursor>> {
         .optional()?)
 }
 
-pub fn record(conn: &Connection, p: &Progress, now: Timestamp) -> Result<()> {
+pub fn record(
+    conn: &Connection,
+    p: &Progress,
+    now: Timestamp,
+    attempt_ids: &mut AttemptIds,
+) -> Result<()> {
     let hook = p.hook.as_str();
     let epoch: Option<Epoch> = conn
         .prepare_cached("SELECT epoch FROM hooks WHERE id = ?1")?
@@ -85,7 +91,7 @@ pub fn record(conn: &Connection, p: &Progress, now: Timestamp) -> Result<()> {
         ])?;
         done.execute(params![hook, e.seq])?;
     }
-    crate::sqlite::attempts::insert(conn, &p.hook, &p.attempts)?;
+    crate::sqlite::attempts::insert(conn, attempt_ids, &p.hook, &p.attempts)?;
     Ok(())
 }
 

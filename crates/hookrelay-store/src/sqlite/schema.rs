@@ -132,6 +132,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE events_by_position RENAME TO events;
     CREATE UNIQUE INDEX events_by_id ON events(app_id, event_id);
     "#,
+    // 7: the delivery log ordered by hook, then id (attempts.rs): a call's record writes the
+    // table and its index by sequence number, not a rowid table and two indexes.
+    // `attempt_numbering` keeps the ids of deleted records from being given out again.
+    r#"
+    CREATE TABLE attempts_by_hook_and_id (
+        hook_id     TEXT    NOT NULL,
+        id          INTEGER NOT NULL,
+        first_seq   INTEGER NOT NULL,
+        last_seq    INTEGER NOT NULL,
+        events      TEXT    NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        outcome     TEXT    NOT NULL,
+        code        TEXT,
+        http_status INTEGER,
+        response    TEXT,
+        PRIMARY KEY (hook_id, id)
+    ) WITHOUT ROWID;
+    INSERT INTO attempts_by_hook_and_id
+        SELECT hook_id, id, first_seq, last_seq, events, at_ms, duration_us, outcome, code,
+               http_status, response
+        FROM attempts;
+    CREATE TABLE attempt_numbering (next_above INTEGER NOT NULL);
+    INSERT INTO attempt_numbering VALUES (COALESCE((SELECT MAX(id) FROM attempts), 0));
+    DROP TABLE attempts;
+    ALTER TABLE attempts_by_hook_and_id RENAME TO attempts;
+    CREATE INDEX attempts_by_seq ON attempts(hook_id, first_seq);
+    "#,
 ];
 
 /// Runs the migrations this database has not seen yet, each in its own transaction.
@@ -150,13 +178,19 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn hook_ids_of_an_older_database_are_scoped_by_app() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..2] {
+    /// A database as a release that ran the first `n` migrations left it.
+    fn at_version(n: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..n] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", n).unwrap();
+        conn
+    }
+
+    #[test]
+    fn hook_ids_of_an_older_database_are_scoped_by_app() {
+        let mut conn = at_version(2);
         conn.execute_batch(
             r#"
             INSERT INTO apps (id, name, api_key, api_secret, created_ms, updated_ms)
@@ -181,15 +215,55 @@ mod tests {
     }
 
     #[test]
+    fn the_delivery_log_keeps_its_records_and_ids_when_keyed_by_hook() {
+        let mut conn = at_version(6);
+        conn.execute_batch(
+            r#"
+            INSERT INTO attempts (id, hook_id, first_seq, last_seq, events, at_ms, duration_us,
+                                  outcome, code, http_status, response) VALUES
+                (1, '1-a', 1, 2, '[[1,"e1",1],[2,"e2",1]]', 10, 5, 'delivered', NULL, NULL, NULL),
+                (2, '1-b', 1, 1, '[[1,"e1",1]]', 11, 6, 'retrying', 'HTTP 500', 500, 'later'),
+                (3, '1-a', 3, 3, '[[3,"e3",1]]', 12, 7, 'delivered', NULL, NULL, NULL);
+            "#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, i64, i64, Option<i64>)> = conn
+            .prepare("SELECT hook_id, id, first_seq, http_status FROM attempts")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("1-a".to_owned(), 1, 1, None),
+                ("1-a".to_owned(), 3, 3, None),
+                ("1-b".to_owned(), 2, 1, Some(500))
+            ],
+            "in hook order, each with its id"
+        );
+        let floor: i64 = conn
+            .query_row("SELECT next_above FROM attempt_numbering", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(floor, 3);
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM attempts WHERE hook_id = '1-a' AND first_seq <= 2",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("attempts_by_seq"), "{plan}");
+    }
+
+    #[test]
     fn the_log_keeps_its_events_numbers_and_ids_when_ordered_by_app() {
         use crate::sqlite::events;
         use crate::{AppId, Seq};
 
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..5] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 5).unwrap();
+        let mut conn = at_version(5);
         conn.execute_batch(
             r#"
             INSERT INTO apps (id, name, api_key, api_secret, created_ms, updated_ms)
