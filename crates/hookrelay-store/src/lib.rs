@@ -19,6 +19,7 @@ pub mod crypto;
 mod ids;
 pub mod postgres;
 mod recent_events;
+mod ride_along;
 pub mod sqlite;
 mod types;
 

@@ -4,7 +4,8 @@
 //! * **Ingest** on any node. Appends go to one **writer task** per node, which commits everything
 //!   waiting (appends and delivery progress of many requests) in one transaction (group
 //!   commit). Sequence numbers come from the `log_head` row, locked until commit, so they become
-//!   visible in order across nodes (see `schema.rs`).
+//!   visible in order across nodes (see `schema.rs`). A caught-up hook's progress rides with the
+//!   next commit instead of making one of its own (`ride_along`).
 //! * **Delivery** of a hook by the one node holding its lease (`leases.rs`); its progress writes
 //!   are fenced by that lease.
 //! * **Wake-ups across nodes** by LISTEN/NOTIFY: an append notifies `hookrelay_appended` with
@@ -31,6 +32,7 @@ mod schema;
 
 use self::own_appends::OwnAppends;
 use crate::recent_events::{RECENT_EVENT_BYTES, stored_events};
+use crate::ride_along::{PROGRESS_WAIT, RideAlong};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,6 +101,8 @@ enum WriteOp {
         progress: Progress,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Commit the progress riding along, if any is left.
+    Flush,
 }
 
 /// How long connecting, or waiting for a pooled connection, may take before the operation
@@ -160,6 +164,8 @@ macro_rules! read {
 pub struct PostgresStore {
     pool: Pool,
     writer: mpsc::Sender<WriteOp>,
+    waiting: Arc<RideAlong<WriteOp>>,
+    progress_wait: Duration,
     secrets: SecretBox,
     node: Arc<str>,
     lease_ttl: Duration,
@@ -230,10 +236,17 @@ impl PostgresStore {
             appended: appended.clone(),
             own: own.clone(),
         };
-        tokio::spawn(writer_loop(pool.clone(), rx, committed, node.clone()));
+        let waiting = Arc::new(RideAlong::default());
+        let queue = Queue {
+            rx,
+            waiting: waiting.clone(),
+        };
+        tokio::spawn(writer_loop(pool.clone(), queue, committed, node.clone()));
         Ok(Self {
             pool,
             writer: tx,
+            waiting,
+            progress_wait: PROGRESS_WAIT,
             secrets,
             node,
             lease_ttl: options.lease_ttl,
@@ -359,16 +372,19 @@ struct Committed {
     own: Arc<OwnAppends>,
 }
 
-async fn writer_loop(
-    pool: Pool,
-    mut rx: mpsc::Receiver<WriteOp>,
-    committed: Committed,
-    node: Arc<str>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
+/// What the writer task takes its work from: the channel, and the progress riding along.
+struct Queue {
+    rx: mpsc::Receiver<WriteOp>,
+    waiting: Arc<RideAlong<WriteOp>>,
+}
+
+async fn writer_loop(pool: Pool, mut queue: Queue, committed: Committed, node: Arc<str>) {
+    while let Some(first) = queue.rx.recv().await {
+        // Whatever woke the task, the progress riding along goes first: it was recorded before.
+        let mut group = queue.waiting.take();
+        group.push(first);
         while group.len() < MAX_OPS_PER_COMMIT {
-            match rx.try_recv() {
+            match queue.rx.try_recv() {
                 Ok(op) => group.push(op),
                 Err(_) => break,
             }
@@ -414,7 +430,11 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, committed: &Committed, n
         match op {
             WriteOp::Append { app, events, reply } => appends.push((app, events, reply)),
             WriteOp::Progress { progress, reply } => rounds.push((progress, reply)),
+            WriteOp::Flush => {}
         }
+    }
+    if appends.is_empty() && rounds.is_empty() {
+        return;
     }
     // A pooled connection the server has closed (it restarted, or an operator ended its
     // backend) fails the group before anything is committed: try again on another, so callers
@@ -647,7 +667,18 @@ impl Store for PostgresStore {
         if progress.is_empty() {
             return Ok(());
         }
-        crate::ask_writer(&self.writer, |reply| WriteOp::Progress { progress, reply }).await
+        if progress.can_wait {
+            self.waiting
+                .ride(
+                    &self.writer,
+                    self.progress_wait,
+                    |reply| WriteOp::Progress { progress, reply },
+                    || WriteOp::Flush,
+                )
+                .await
+        } else {
+            crate::ask_writer(&self.writer, |reply| WriteOp::Progress { progress, reply }).await
+        }
     }
 
     async fn dead_letters(

@@ -8,9 +8,8 @@
 //! collection) run one by one in their own transaction on the same thread.
 //!
 //! The progress of a hook that has caught up (`Progress::can_wait`) is not sent to the thread:
-//! it waits beside the channel and rides with the next commit, whatever wakes the thread. At
-//! light traffic that is the next request's appends, so each request costs one wake-up and one
-//! commit instead of two. If nothing comes within [`PROGRESS_WAIT`], the thread is woken for it.
+//! it rides with the next commit, whatever wakes the thread (`ride_along`), so at light traffic
+//! each request costs one wake-up and one commit instead of two.
 //!
 //! Reads never wait for the writer: WAL lets a small pool of read connections see the last
 //! committed state while a write is in progress. They run on tokio's blocking threads. A
@@ -44,6 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use self::recent::RoundViews;
 use crate::recent_events::{RECENT_EVENT_BYTES, RecentEvents, stored_events};
+use crate::ride_along::{PROGRESS_WAIT, RideAlong};
 use crate::{
     App, AppHook, AppId, AppSettings, Appended, Attempt, AttemptOutcome, Cursor, DeadLetter,
     DueRetry, EventTrace, HookBacklog, HookRecord, Progress, Result, RoundInput, RoundLimits,
@@ -56,11 +56,6 @@ const MAX_OPS_PER_COMMIT: usize = 512;
 const WRITE_QUEUE: usize = 1024;
 /// Garbage collection deletes in slices this big, so appends are never held up for long.
 const GC_SLICE: usize = 5000;
-/// How long the progress of a caught-up hook waits for a commit to ride with before the writer
-/// is woken for it alone. Above the gap between requests at light traffic (10 ms at 100
-/// requests/s), well below anything a retry schedule or a reader would notice.
-const PROGRESS_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
-
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 enum WriteOp {
@@ -78,31 +73,17 @@ enum WriteOp {
     /// Stop once everything sent before is written: the connection closes (checkpointing the
     /// WAL) and the thread ends.
     Close(oneshot::Sender<()>),
-    /// Commit the progress waiting in [`Waiting`], if any is left.
+    /// Commit the progress riding along, if any is left.
     Flush,
 }
 
-/// Progress of caught-up hooks, waiting to be committed with whatever wakes the writer next.
-#[derive(Default)]
-struct Waiting(Mutex<Vec<WriteOp>>);
-
-impl Waiting {
-    fn push(&self, op: WriteOp) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(op);
-    }
-
-    fn take(&self) -> Vec<WriteOp> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// The SQLite [`Store`].
 /// Below this much free space where the database lives, the store says it is not ready.
 const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The SQLite [`Store`].
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteOp>,
-    waiting: Arc<Waiting>,
+    waiting: Arc<RideAlong<WriteOp>>,
     progress_wait: std::time::Duration,
     readers: Arc<Readers>,
     secrets: SecretBox,
@@ -181,7 +162,7 @@ impl SqliteStore {
             appended: appended.clone(),
             recent: recent.clone(),
         };
-        let waiting = Arc::new(Waiting::default());
+        let waiting = Arc::new(RideAlong::default());
         let queue = Queue {
             rx,
             waiting: waiting.clone(),
@@ -236,24 +217,6 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Leaves `progress` beside the writer's channel for the next commit (see the module doc),
-    /// and wakes the writer for it if nothing else has within `progress_wait`.
-    async fn record_with_next_commit(&self, progress: Progress) -> Result<()> {
-        let (reply, mut answer) = oneshot::channel();
-        self.waiting.push(WriteOp::Progress { progress, reply });
-        let answer = match tokio::time::timeout(self.progress_wait, &mut answer).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.writer
-                    .send(WriteOp::Flush)
-                    .await
-                    .map_err(|_| StoreError::Closed)?;
-                answer.await
-            }
-        };
-        answer.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on a read connection, on a blocking thread.
@@ -311,7 +274,7 @@ struct Numbers {
 /// What the writer thread takes its work from: the channel, and the progress waiting beside it.
 struct Queue {
     rx: mpsc::Receiver<WriteOp>,
-    waiting: Arc<Waiting>,
+    waiting: Arc<RideAlong<WriteOp>>,
 }
 
 fn writer_loop(
@@ -754,7 +717,14 @@ impl Store for SqliteStore {
         let hook = progress.hook.clone();
         let earliest_retry = progress.retries.iter().map(|r| r.next_attempt_at).min();
         if progress.can_wait {
-            self.record_with_next_commit(progress).await?;
+            self.waiting
+                .ride(
+                    &self.writer,
+                    self.progress_wait,
+                    |reply| WriteOp::Progress { progress, reply },
+                    || WriteOp::Flush,
+                )
+                .await?;
         } else {
             crate::ask_writer(&self.writer, |reply| WriteOp::Progress { progress, reply }).await?;
         }
