@@ -1,9 +1,10 @@
 //! `hookrelay serve`, and [`run`], the server on a socket the caller bound (what tests use).
 //!
 //! Start-up order: logging, server key, metrics recorder, store (migrations), first app,
-//! dispatcher, garbage collector, HTTP API. Shutdown (SIGTERM or Ctrl-C) runs the other way: the API stops accepting
-//! and finishes its requests, then every hook worker finishes the round it is in and records its
-//! progress, then the store closes. Everything accepted before the signal is already durable.
+//! dispatcher, garbage collector, HTTP API. Shutdown (SIGTERM or Ctrl-C) runs the other way: the
+//! API stops accepting and finishes its requests, then every hook worker finishes the round it is
+//! in and records its progress, then the store closes. Everything accepted before the signal is
+//! already durable.
 
 use std::sync::Arc;
 
@@ -56,8 +57,8 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Installed first: the workers and the store keep handles to their metrics, and a handle
-    // taken before the recorder exists records nothing.
+    // Installed first: the hook workers keep handles to their metrics, and a handle taken
+    // before the recorder exists records nothing.
     let metrics = if config.metrics.enabled {
         Some(install_metrics()?)
     } else {
