@@ -363,7 +363,10 @@ def webhook_hook(url, **fields):
 class Producer:
     """Streams batches of events to a server from a thread (by default ~1,000 events/s: 20 per
     batch, 10 ms apart) and keeps the ids the server acknowledged (201). Survives the server
-    going away and coming back."""
+    going away and coming back. One a failed test left running is stopped after that test
+    (`stop_producers`): a running producer would keep pytest from ever exiting."""
+
+    running = set()
 
     def __init__(self, server, prefix, per_batch=20, pause=0.01):
         import threading
@@ -373,7 +376,8 @@ class Producer:
         self.acknowledged = []
         self.refused = []  # (time, status) of every answer that was not 201
         self.stop_flag = threading.Event()
-        self.thread = threading.Thread(target=self._run)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        Producer.running.add(self)
         self.thread.start()
 
     def _run(self):
@@ -394,7 +398,15 @@ class Producer:
     def stop(self):
         self.stop_flag.set()
         self.thread.join()
+        Producer.running.discard(self)
         return self.acknowledged
+
+
+@pytest.fixture(autouse=True)
+def stop_producers():
+    yield
+    for producer in list(Producer.running):
+        producer.stop()
 
 
 # The PostgreSQL server the multi-node tests use; each test gets a database of its own there,
