@@ -13,11 +13,13 @@ pub async fn high_water_mark(c: &impl GenericClient) -> Result<Seq> {
     Ok(c.query_one("SELECT seq FROM log_head", &[]).await?.get(0))
 }
 
-/// The sequence numbers one group of appends took: those after `after`, up to `through`.
+/// The sequence numbers one group of appends took: those after `after`, up to `through`; and
+/// the transaction that took them, whose fate can be asked when its `COMMIT` goes unanswered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Numbered {
     pub after: Seq,
     pub through: Seq,
+    pub transaction: i64,
 }
 
 /// Appends the events of several requests in one statement, which also takes their numbers
@@ -68,7 +70,8 @@ pub async fn append_group(
                  RETURNING seq)
              SELECT (SELECT seq FROM head),
                     ARRAY(SELECT seq FROM stored),
-                    (SELECT pg_notify($8, MAX(seq)::TEXT) FROM stored HAVING COUNT(*) > 0)",
+                    (SELECT pg_notify($8, MAX(seq)::TEXT) FROM stored HAVING COUNT(*) > 0),
+                    pg_current_xact_id()::TEXT::BIGINT",
             &[
                 &(total as i64),
                 &apps,
@@ -86,6 +89,7 @@ pub async fn append_group(
     let numbered = Numbered {
         after: Seq(top - total as i64),
         through: Seq(top),
+        transaction: row.get(3),
     };
     let mut seq = numbered.after.0;
     let appended = requests

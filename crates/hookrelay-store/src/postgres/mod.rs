@@ -23,6 +23,7 @@
 
 mod apps;
 mod attempts;
+mod connection;
 mod events;
 mod hooks;
 mod leases;
@@ -30,6 +31,7 @@ mod own_appends;
 mod progress;
 mod schema;
 
+use self::connection::{Fate, connection_lost, fate_of, forget_idle};
 use self::own_appends::OwnAppends;
 use crate::recent_events::{RECENT_EVENT_BYTES, stored_events};
 use crate::ride_along::{PROGRESS_WAIT, RideAlong};
@@ -91,15 +93,18 @@ pub(crate) fn text(s: &str) -> Cow<'_, str> {
     }
 }
 
+type AppendReply = oneshot::Sender<Result<Vec<Appended>>>;
+type RoundReply = oneshot::Sender<Result<()>>;
+
 enum WriteOp {
     Append {
         app: AppId,
         events: Vec<PreparedEvent>,
-        reply: oneshot::Sender<Result<Vec<Appended>>>,
+        reply: AppendReply,
     },
     Progress {
         progress: Progress,
-        reply: oneshot::Sender<Result<()>>,
+        reply: RoundReply,
     },
     /// Commit the progress riding along, if any is left.
     Flush,
@@ -393,22 +398,6 @@ async fn writer_loop(pool: Pool, mut queue: Queue, committed: Committed, node: A
     }
 }
 
-/// Whether the error says the connection is gone (closed, or its backend ended by an operator
-/// or a server shutdown), rather than anything about the statement.
-fn connection_lost(e: &tokio_postgres::Error) -> bool {
-    use tokio_postgres::error::SqlState;
-    e.is_closed()
-        || e.code()
-            .is_some_and(|c| *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN)
-}
-
-/// Drops every idle pooled connection: after one was found closed by the server (a restart,
-/// an operator ending hookrelay's backends), the others most likely were too, and each would
-/// fail one operation before the pool noticed.
-fn forget_idle(pool: &Pool) {
-    pool.retain(|_, _| false);
-}
-
 /// What a group commit tells its callers: each round's result, each request's appended events;
 /// and the numbers its appends took.
 type GroupOutcome = (
@@ -416,6 +405,64 @@ type GroupOutcome = (
     Vec<Vec<Appended>>,
     Option<events::Numbered>,
 );
+
+/// How one try at committing a group ended.
+enum GroupTry {
+    Committed(GroupOutcome),
+    /// Failed before COMMIT was sent: nothing was committed.
+    Failed(StoreError),
+    /// The connection was lost while COMMIT was in flight: `outcome` holds if it committed.
+    CommitUnanswered {
+        outcome: GroupOutcome,
+        error: StoreError,
+    },
+}
+
+/// One try at committing a group, on a pooled connection.
+async fn try_group(
+    pool: &Pool,
+    appends: &[(AppId, Vec<PreparedEvent>, AppendReply)],
+    rounds: &[(Progress, RoundReply)],
+    node: &str,
+    now: Timestamp,
+) -> GroupTry {
+    let mut client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => return GroupTry::Failed(e.into()),
+    };
+    let tx = match client.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return GroupTry::Failed(e.into()),
+    };
+    let written: Result<GroupOutcome> = async {
+        if appends.is_empty() {
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
+        }
+        let progress: Vec<&Progress> = rounds.iter().map(|(p, _)| p).collect();
+        let round_results = progress::record_all(&*tx, &progress, node, now).await?;
+        let requests: Vec<(AppId, &[PreparedEvent])> = appends
+            .iter()
+            .map(|(app, events, _)| (*app, events.as_slice()))
+            .collect();
+        let (appended_lists, numbered) =
+            events::append_group(&*tx, &requests, now, APPENDED_CHANNEL).await?;
+        Ok((round_results, appended_lists, numbered))
+    }
+    .await;
+    let outcome = match written {
+        Ok(outcome) => outcome,
+        Err(e) => return GroupTry::Failed(e),
+    };
+    match tx.commit().await {
+        Ok(()) => GroupTry::Committed(outcome),
+        Err(e) if connection_lost(&e) => GroupTry::CommitUnanswered {
+            outcome,
+            error: e.into(),
+        },
+        Err(e) => GroupTry::Failed(e.into()),
+    }
+}
 
 /// One transaction for a group of appends and progress records. Progress goes first, so the
 /// `log_head` lock (which serialises appends of all nodes) is held for as short as possible.
@@ -439,41 +486,34 @@ async fn commit_group(pool: &Pool, group: Vec<WriteOp>, committed: &Committed, n
     // A pooled connection the server has closed (it restarted, or an operator ended its
     // backend) fails the group before anything is committed: try again on another, so callers
     // see no error. Every pooled connection may be such a one, hence up to the pool's size;
-    // once the database refuses new connections the error is a different one. Once COMMIT is
-    // sent, its outcome is unknown: never retried.
+    // once the database refuses new connections the error is a different one. A connection lost
+    // with its COMMIT in flight leaves the outcome unknown: the database is asked, and the
+    // group is tried again only if it was rolled back.
     let max_tries = pool.status().max_size + 1;
     let mut tries = 0;
     let result = loop {
         tries += 1;
-        let mut committing = false;
-        let result: Result<GroupOutcome> = async {
-            let mut client = pool.get().await?;
-            let tx = client.transaction().await?;
-            if appends.is_empty() {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
-                    .await?;
-            }
-            let progress: Vec<&Progress> = rounds.iter().map(|(p, _)| p).collect();
-            let round_results = progress::record_all(&*tx, &progress, node, now).await?;
-            let requests: Vec<(AppId, &[PreparedEvent])> = appends
-                .iter()
-                .map(|(app, events, _)| (*app, events.as_slice()))
-                .collect();
-            let (appended_lists, numbered) =
-                events::append_group(&*tx, &requests, now, APPENDED_CHANNEL).await?;
-            committing = true;
-            tx.commit().await?;
-            Ok((round_results, appended_lists, numbered))
-        }
-        .await;
-        match &result {
-            Err(StoreError::Postgres(e))
-                if connection_lost(e) && !committing && tries < max_tries =>
-            {
+        let may_retry = tries < max_tries;
+        match try_group(pool, &appends, &rounds, node, now).await {
+            GroupTry::Committed(outcome) => break Ok(outcome),
+            GroupTry::Failed(StoreError::Postgres(e)) if connection_lost(&e) && may_retry => {
                 tracing::debug!(error = %e, "a pooled connection was closed; committing on a fresh one");
                 forget_idle(pool);
             }
-            _ => break result,
+            GroupTry::Failed(e) => break Err(e),
+            GroupTry::CommitUnanswered { outcome, error } => {
+                forget_idle(pool);
+                let fate = match outcome.2 {
+                    Some(numbered) => fate_of(pool, numbered.transaction, DATABASE_TIMEOUT).await,
+                    None => Fate::Unknown,
+                };
+                tracing::debug!(error = %error, ?fate, "the connection was lost during COMMIT");
+                match fate {
+                    Fate::Committed => break Ok(outcome),
+                    Fate::Aborted if may_retry => {}
+                    Fate::Aborted | Fate::Unknown => break Err(error),
+                }
+            }
         }
     };
     let events: usize = appends.iter().map(|(_, e, _)| e.len()).sum();
