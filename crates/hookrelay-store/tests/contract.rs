@@ -3,6 +3,7 @@
 //! server named by `HOOKRELAY_TEST_DATABASE_URL`, default the local `test` database's server).
 
 mod backends;
+mod lost_commit;
 
 use backends::Backend;
 use hookrelay_core::event::PreparedEvent;
