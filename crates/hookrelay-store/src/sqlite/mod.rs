@@ -860,9 +860,23 @@ impl Store for SqliteStore {
             .await?;
         let mut total = 0;
         for hook in hooks {
-            total += self
-                .write(move |tx| attempts::cap(tx, &hook, keep_per_hook))
-                .await? as u64;
+            let bound = {
+                let hook = hook.clone();
+                self.read(move |c| attempts::cap_bound(c, &hook, keep_per_hook))
+                    .await?
+            };
+            // Ids only grow: whatever is recorded meanwhile is newer than the bound.
+            let Some(through) = bound else { continue };
+            loop {
+                let hook = hook.clone();
+                let n = self
+                    .write(move |tx| attempts::delete_through(tx, &hook, through, GC_SLICE))
+                    .await?;
+                total += n as u64;
+                if n < GC_SLICE {
+                    break;
+                }
+            }
         }
         Ok(total)
     }
