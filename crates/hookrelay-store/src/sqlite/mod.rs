@@ -869,8 +869,9 @@ impl Store for SqliteStore {
             let Some(through) = bound else { continue };
             loop {
                 let hook = hook.clone();
+                // The delivery log holds no cursor or retry: the rounds' views stay valid.
                 let n = self
-                    .write(move |tx| attempts::delete_through(tx, &hook, through, GC_SLICE))
+                    .write_job(move |tx| attempts::delete_through(tx, &hook, through, GC_SLICE))
                     .await?;
                 total += n as u64;
                 if n < GC_SLICE {
