@@ -5,9 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::backends;
+use super::{backends, event};
 use hookrelay_core::Secret;
-use hookrelay_core::event::PreparedEvent;
 use hookrelay_store::{PostgresOptions, PostgresStore, SecretBox, Seq, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,15 +92,6 @@ async fn relay(store_side: TcpStream, server_side: TcpStream, armed: Arc<Mutex<O
     answers.abort();
 }
 
-fn event(id: &str) -> PreparedEvent {
-    PreparedEvent {
-        id: id.into(),
-        event_type: "message.new".into(),
-        cid: None,
-        payload: format!(r#"{{"id":"{id}","type":"message.new"}}"#).into_bytes(),
-    }
-}
-
 async fn store_through(cutter: &CommitCutter, db: &backends::Postgres) -> PostgresStore {
     let database = db.url.rsplit_once('/').unwrap().1;
     let options = PostgresOptions {
@@ -134,7 +124,10 @@ async fn append_with_its_commit_cut(cut: Cut) {
 
     cutter.arm(cut);
     let appended = store
-        .append(app, vec![event("x"), event("y")])
+        .append(
+            app,
+            vec![event("x", "message.new"), event("y", "message.new")],
+        )
         .await
         .expect("an append whose COMMIT lost its connection is not an error");
     assert!(cutter.fired(), "the relay saw the COMMIT");
